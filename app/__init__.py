@@ -1,0 +1,100 @@
+"""The backoffice: a Flask application over two PostgreSQL engines.
+
+`create_app()` is the factory; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy.orm import sessionmaker
+
+from app.config import Settings
+from app.db import migrations
+from app.db.embedded import start_embedded
+from app.db.engines import Engines
+from app.db.session import BackofficeSession, close_db_session, make_session_factory
+from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backoffice:
+    """What the app holds for its lifetime, at `app.extensions["backoffice"]`."""
+
+    settings: Settings
+    engines: Engines
+    session_factory: sessionmaker[BackofficeSession] = field(repr=False)
+
+
+def create_app(
+    config: Settings | Mapping[str, str] | None = None, *, own_embedded: bool = False
+) -> Flask:
+    """Build the application.
+
+    `config`: settings, or an environment mapping to read them from (default: `os.environ`).
+    `own_embedded`: stop an embedded server this process starts when it exits (CLI processes).
+    """
+    settings = config if isinstance(config, Settings) else Settings.from_env(config)
+    app = Flask(__name__, instance_path=settings.instance_path)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=settings.secret_key or _development_secret_key(app.instance_path),
+        JSON_SORT_KEYS=False,
+    )
+
+    if settings.embedded:
+        settings = start_embedded(settings, app.instance_path, stop_at_exit=own_embedded)
+    engines = Engines(settings)
+    engines.verify_layout()
+    if settings.production:
+        _refuse_database_behind(engines)
+
+    app.extensions["backoffice"] = Backoffice(
+        settings=settings,
+        engines=engines,
+        session_factory=make_session_factory({"primary": engines.primary, "data": engines.data}),
+    )
+    app.teardown_appcontext(close_db_session)
+    register_error_handlers(app)
+
+    from app import health
+
+    app.register_blueprint(health.bp)
+
+    from app.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _development_secret_key(instance_path: str) -> str:
+    """Development only: a random key kept in the instance folder, so sessions survive restarts."""
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _refuse_database_behind(engines: Engines) -> None:
+    """Production never serves a database behind its code. An engine that is down is not
+    refused here: the app starts degraded and readiness says which engine is missing."""
+    behind = []
+    for role, _engine in engines.items():
+        try:
+            behind += [st for st in migrations.status(engines, [role]) if not st.is_current]
+        except DatabaseUnavailable as exc:
+            log.warning("migrations not verified: %s", exc)
+    if behind:
+        detail = ", ".join(f"{st.role} tree {st.state}" for st in behind)
+        raise ConfigError(
+            f"the database is not at this code's migrations ({detail}): "
+            "run `backoffice db upgrade` before serving"
+        )

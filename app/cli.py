@@ -1,0 +1,218 @@
+"""The `backoffice` command (a Flask CLI group; `flask --app app ...` works as well)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup, NoAppException, with_appcontext
+from sqlalchemy.exc import OperationalError
+
+from app.db import migrations
+from app.db.schemas import ENGINE_ROLES, EngineRole
+from app.errors import ConfigError, DatabaseUnavailable, first_line
+
+TREE_CHOICE = click.Choice(["primary", "data", "all"])
+
+
+def _backoffice():
+    return current_app.extensions["backoffice"]
+
+
+def _trees(which: str) -> tuple[EngineRole, ...]:
+    return migrations.parse_trees(which)
+
+
+# -- db ------------------------------------------------------------------------------------
+
+
+@click.group(
+    "db",
+    cls=AppGroup,
+    help="Migrations of the two trees (primary: config, customer; data: workspace, reference).",
+)
+def db_cli() -> None:
+    pass
+
+
+@db_cli.command("upgrade")
+@click.argument("tree", type=TREE_CHOICE, default="all")
+@click.option("--to", "revision", default="heads", show_default=True, help="Target revision.")
+def db_upgrade(tree: str, revision: str) -> None:
+    """Bring a tree (or both, primary first) to its head."""
+    engines = _backoffice().engines
+    for role in _trees(tree):
+        migrations.upgrade(engines, [role], revision)
+        st = migrations.status(engines, [role])[0]
+        click.echo(f"{role}: at {', '.join(st.current) or 'base'} ({st.state})")
+
+
+@db_cli.command("downgrade")
+@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.argument("revision")
+def db_downgrade(tree: EngineRole, revision: str) -> None:
+    """Take one tree down to REVISION (`base` removes all of its schemas)."""
+    engines = _backoffice().engines
+    migrations.downgrade(engines, tree, revision)
+    st = migrations.status(engines, [tree])[0]
+    click.echo(f"{tree}: at {', '.join(st.current) or 'base'} ({st.state})")
+
+
+@db_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def db_status(as_json: bool) -> None:
+    """Current revision against head, per tree."""
+    statuses = migrations.status(_backoffice().engines)
+    if as_json:
+        click.echo(json.dumps({st.role: st.as_dict() for st in statuses}))
+        return
+    for st in statuses:
+        extra = f", {len(st.pending)} pending" if st.pending else ""
+        click.echo(
+            f"{st.role:8} {st.state:8} at {', '.join(st.current) or 'nothing'} "
+            f"(head {', '.join(st.heads)}{extra})"
+        )
+
+
+@db_cli.command("check")
+@click.argument("tree", type=TREE_CHOICE, default="all")
+def db_check(tree: str) -> None:
+    """Exit non-zero when a tree is behind or the models and migrations disagree."""
+    problems = migrations.check(_backoffice().engines, _trees(tree))
+    for role, found in problems.items():
+        if found:
+            for line in found:
+                click.echo(f"{role}: {line}")
+        else:
+            click.echo(f"{role}: ok")
+    if any(problems.values()):
+        sys.exit(1)
+
+
+@db_cli.command("repair")
+@click.argument("tree", type=TREE_CHOICE, default="all")
+def db_repair(tree: str) -> None:
+    """Stamp a tree whose schema matches the models but whose version row is missing or wrong."""
+    for role in _trees(tree):
+        click.echo(migrations.repair(_backoffice().engines, role))
+
+
+@db_cli.command("revision")
+@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.option("-m", "--message", required=True)
+@click.option("--autogenerate", is_flag=True, help="Compare the models with the database.")
+def db_revision(tree: EngineRole, message: str, autogenerate: bool) -> None:
+    """Write a new revision file in one tree (developers)."""
+    migrations.revision(_backoffice().engines, tree, message, autogenerate=autogenerate)
+
+
+# -- serve, doctor ---------------------------------------------------------------------------
+
+
+@click.command("serve")
+@with_appcontext
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the backoffice (development server; production uses gunicorn app.wsgi:app).
+
+    Outside production, both trees are first brought to head.
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    bo = _backoffice()
+    if not bo.settings.production:
+        migrations.upgrade(bo.engines)
+    for role in ENGINE_ROLES:
+        click.echo(f"{role} database: {bo.engines.masked_url(role)}")
+    click.echo(f"serving on http://{host}:{port}/ (health: /health/ready); Ctrl-C stops")
+    app.run(host=host, port=port, threaded=True, use_reloader=False, load_dotenv=False)
+
+
+@click.command("doctor")
+@with_appcontext
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def doctor(as_json: bool) -> None:
+    """The resolved configuration (secrets masked) and a check of each engine."""
+    from app.health import readiness
+
+    bo = _backoffice()
+    s = bo.settings
+    config: dict[str, Any] = {
+        "APP_ENV": s.env,
+        "SPLIT_DB_MODE": s.split_mode,
+        "primary": bo.engines.masked_url("primary"),
+        "data": bo.engines.masked_url("data"),
+        "embedded": bool(s.primary and s.primary.embedded),
+        "LOG_DB_QUERIES": s.log_db_queries,
+        "pools": {"primary": vars(s.primary_pool), "data": vars(s.data_pool)},
+        "SESSION_CACHE_TTL": s.session_cache_ttl,
+        "SECRET_KEY": "set" if s.secret_key else "generated (instance folder)",
+        "instance_path": current_app.instance_path,
+    }
+    report = readiness(bo.engines)
+    if as_json:
+        click.echo(json.dumps({"config": config, "readiness": report}))
+    else:
+        click.echo("configuration:")
+        for key, value in config.items():
+            click.echo(f"  {key:18} {value}")
+        click.echo(f"mode: {report['mode']}")
+        for role, entry in report["engines"].items():
+            if entry["reachable"]:
+                m = entry["migrations"]
+                click.echo(
+                    f"  {role:8} reachable  {entry['latency_ms']:.1f} ms  migrations "
+                    f"{m['state']} ({', '.join(m['current']) or 'nothing'} / head "
+                    f"{', '.join(m['head'])})"
+                )
+            else:
+                click.echo(f"  {role:8} UNREACHABLE  {entry['url']}: {entry['error']}")
+        click.echo(f"status: {report['status']}")
+    if report["status"] != "ready":
+        sys.exit(1)
+
+
+COMMANDS = (db_cli, serve, doctor)
+
+
+def register_commands(app: Flask) -> None:
+    """For `flask --app app ...`; the `backoffice` group carries the same commands itself."""
+    for cmd in COMMANDS:
+        app.cli.add_command(cmd)
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def _create_cli_app() -> Flask:
+    from app import create_app
+
+    try:
+        return create_app(own_embedded=True)
+    except ConfigError as exc:
+        raise NoAppException(str(exc)) from None  # printed as one line by click
+
+
+cli = FlaskGroup(
+    name="backoffice",
+    create_app=_create_cli_app,
+    add_version_option=False,
+    help="The backoffice: serve it, migrate its two databases, run its jobs.",
+)
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console entry point: configuration and connection problems are one line, not a trace."""
+    try:
+        cli.main(prog_name="backoffice")
+    except (ConfigError, DatabaseUnavailable) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except OperationalError as exc:
+        click.echo(f"Error: database unavailable: {first_line(exc)}", err=True)
+        sys.exit(1)

@@ -1,0 +1,241 @@
+"""Typed settings read from the environment (SPEC §3).
+
+`Settings.from_env` is a pure function of a mapping, so tests build settings without touching
+`os.environ`. The `.env` file is loaded by the entry points (CLI, wsgi), never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from psycopg import pq
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.errors import ConfigError
+
+ENVIRONMENTS = ("development", "test", "production")
+
+# Parameters the previous system put on its URLs (Prisma style). They are ours to read and
+# never reach libpq.
+PGBOUNCER_PARAMS = ("pgbouncer", "connection_limit")
+
+# Every keyword the installed libpq understands may stay on a URL; anything else is a typo or a
+# parameter of another tool, and is refused at start rather than silently ignored.
+LIBPQ_KEYWORDS = frozenset(opt.keyword.decode() for opt in pq.Conninfo.get_defaults())
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """One database URL, parsed: where to connect and how the pool must behave there."""
+
+    variable: str  # the environment variable it came from, for messages
+    url: URL
+    pgbouncer: bool = False  # behind PgBouncer: no server-side prepared statements, no LISTEN
+    connection_limit: int | None = None  # caps this engine's pool (size + overflow)
+    embedded: bool = False
+
+    @property
+    def masked(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def listen_ok(self) -> bool:
+        """LISTEN needs a session of its own; PgBouncer's transaction mode cannot give one."""
+        return not self.pgbouncer
+
+    def same_place(self, other: DatabaseTarget) -> bool:
+        """Whether two URLs name the same database (host, port and database name)."""
+        a, b = self.url, other.url
+        return (_host(a), a.port or 5432, a.database) == (_host(b), b.port or 5432, b.database)
+
+
+def _host(url: URL) -> str:
+    host = url.host or str(url.query.get("host", "")) or "localhost"
+    return "localhost" if host in ("127.0.0.1", "::1") else host
+
+
+def mask_url(url: URL | str) -> str:
+    """The URL as it may be printed: the password replaced by ***."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "<unparseable URL>"
+    return url.render_as_string(hide_password=True)
+
+
+def parse_database_url(variable: str, raw: str) -> DatabaseTarget:
+    """Parse one URL, accepting the `postgres://` and Prisma-style forms of the old system."""
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ConfigError(
+            f"{variable} is not a database URL (expected postgresql://user:pass@host:port/db)"
+        ) from None
+    if url.get_backend_name() not in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"{variable}={mask_url(url)}: only PostgreSQL is supported, "
+            f"not {url.get_backend_name()!r}"
+        )
+    if not url.database:
+        raise ConfigError(f"{variable}={mask_url(url)}: the URL names no database")
+
+    query = dict(url.query)
+    unknown = sorted(k for k in query if k not in LIBPQ_KEYWORDS and k not in PGBOUNCER_PARAMS)
+    if unknown:
+        raise ConfigError(
+            f"{variable}={mask_url(url)}: unknown URL parameter(s) {', '.join(unknown)} "
+            f"(accepted: pgbouncer, connection_limit and libpq's own keywords)"
+        )
+    pgbouncer = parse_bool(f"{variable} parameter pgbouncer", query.pop("pgbouncer", "false"))
+    limit = query.pop("connection_limit", None)
+    connection_limit = None
+    if limit is not None:
+        connection_limit = parse_int(f"{variable} parameter connection_limit", limit, minimum=1)
+    url = url.set(drivername="postgresql+psycopg", query=query)
+    return DatabaseTarget(variable, url, pgbouncer=pgbouncer, connection_limit=connection_limit)
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on", "t", "y"):
+        return True
+    if text in ("0", "false", "no", "off", "f", "n", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def parse_int(name: str, value: Any, *, minimum: int = 0) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    size: int
+    max_overflow: int
+
+    def capped(self, limit: int | None) -> PoolSettings:
+        """`connection_limit=N` on a URL: never more than N connections from this process."""
+        if limit is None:
+            return self
+        size = min(self.size, limit)
+        return PoolSettings(size=size, max_overflow=min(self.max_overflow, limit - size))
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    split_mode: bool = False
+    primary: DatabaseTarget | None = None  # None: the embedded server is started
+    data: DatabaseTarget | None = None
+    log_db_queries: bool = False
+    primary_pool: PoolSettings = field(default_factory=lambda: PoolSettings(5, 5))
+    data_pool: PoolSettings = field(default_factory=lambda: PoolSettings(5, 10))
+    pool_timeout: int = 10
+    connect_timeout: int = 5
+    secret_key: str | None = None
+    instance_path: str | None = None
+    session_cache_ttl: int = 30
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def embedded(self) -> bool:
+        return self.primary is None
+
+    def with_targets(self, primary: DatabaseTarget, data: DatabaseTarget | None) -> Settings:
+        return replace(self, primary=primary, data=data)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        app_env = (get("APP_ENV") or "development").lower()
+        if app_env not in ENVIRONMENTS:
+            raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {app_env!r}")
+        split = parse_bool("SPLIT_DB_MODE", get("SPLIT_DB_MODE") or "false")
+
+        primary_raw = get("PRIMARY_DATABASE_URL") or get("DATABASE_URL")
+        primary_var = "PRIMARY_DATABASE_URL" if get("PRIMARY_DATABASE_URL") else "DATABASE_URL"
+        data_raw = get("DATA_DATABASE_URL")
+        primary = parse_database_url(primary_var, primary_raw) if primary_raw else None
+        data = parse_database_url("DATA_DATABASE_URL", data_raw) if data_raw else None
+
+        if split:
+            if primary and not data:
+                raise ConfigError(
+                    "SPLIT_DB_MODE=true needs DATA_DATABASE_URL as well as "
+                    f"{primary_var} (or neither, for two embedded servers)"
+                )
+            if data and not primary:
+                raise ConfigError(
+                    "SPLIT_DB_MODE=true needs PRIMARY_DATABASE_URL as well as DATA_DATABASE_URL"
+                )
+            if primary and data and primary.same_place(data):
+                raise ConfigError(
+                    f"SPLIT_DB_MODE=true but {primary_var} and DATA_DATABASE_URL name the same "
+                    f"database ({primary.masked}); give two databases, or set SPLIT_DB_MODE=false"
+                )
+        elif data is not None:
+            if primary is None or not primary.same_place(data):
+                raise ConfigError(
+                    f"SPLIT_DB_MODE=false but DATA_DATABASE_URL ({data.masked}) names another "
+                    f"database than {primary_var} "
+                    f"({primary.masked if primary else 'the embedded one'}); "
+                    "set SPLIT_DB_MODE=true to use two databases, or unset DATA_DATABASE_URL"
+                )
+            data = None  # single mode: one database, one engine
+
+        if app_env == "production":
+            if primary is None:
+                raise ConfigError(
+                    "APP_ENV=production needs PRIMARY_DATABASE_URL (and DATA_DATABASE_URL in "
+                    "split mode); the embedded database is for development only"
+                )
+            if not get("SECRET_KEY"):
+                raise ConfigError("APP_ENV=production needs SECRET_KEY")
+
+        def pool(prefix: str, size: int, overflow: int) -> PoolSettings:
+            return PoolSettings(
+                size=parse_int(
+                    f"{prefix}_POOL_SIZE", get(f"{prefix}_POOL_SIZE") or size, minimum=1
+                ),
+                max_overflow=parse_int(
+                    f"{prefix}_MAX_OVERFLOW", get(f"{prefix}_MAX_OVERFLOW") or overflow
+                ),
+            )
+
+        return cls(
+            env=app_env,
+            split_mode=split,
+            primary=primary,
+            data=data,
+            log_db_queries=parse_bool("LOG_DB_QUERIES", get("LOG_DB_QUERIES") or "false"),
+            primary_pool=pool("PRIMARY", 5, 5),
+            data_pool=pool("DATA", 5, 10),
+            pool_timeout=parse_int("DB_POOL_TIMEOUT", get("DB_POOL_TIMEOUT") or 10, minimum=1),
+            connect_timeout=parse_int(
+                "DB_CONNECT_TIMEOUT", get("DB_CONNECT_TIMEOUT") or 5, minimum=1
+            ),
+            secret_key=get("SECRET_KEY"),
+            instance_path=get("INSTANCE_PATH"),
+            session_cache_ttl=parse_int(
+                "SESSION_CACHE_TTL", get("SESSION_CACHE_TTL") or 30, minimum=0
+            ),
+        )

@@ -1,0 +1,45 @@
+"""The two declarative bases, one per engine, each with its own MetaData.
+
+A model's base decides which engine serves it; its schema must be one that base's engine owns
+(`tests/test_schema_map.py` fails otherwise). No foreign key may cross the two bases: a
+data-engine row refers to a primary-engine row by its plain id, checked in code (SPEC §6).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from app.db.schemas import DATA, PRIMARY, EngineRole
+
+# Stable constraint names, so autogenerate and hand-written revisions agree.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class PrimaryBase(DeclarativeBase):
+    """Tables of the `config` and `customer` schemas, served by the primary engine."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    engine_role: EngineRole = PRIMARY
+
+
+class DataBase(DeclarativeBase):
+    """Tables of the `workspace` and `reference` schemas, served by the data engine."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    engine_role: EngineRole = DATA
+
+
+BASES: dict[EngineRole, type[DeclarativeBase]] = {PRIMARY: PrimaryBase, DATA: DataBase}
+
+
+def metadata_of(role: EngineRole) -> MetaData:
+    import app.models  # noqa: F401  (registers every model on its base)
+
+    return BASES[role].metadata

@@ -1,0 +1,84 @@
+"""Errors the application raises on purpose, and the JSON shape every HTTP error takes."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A setting that cannot work. The message is one line a person can act on."""
+
+
+class DatabaseUnavailable(Exception):
+    """An engine could not be reached. Names the engine and its masked URL."""
+
+    def __init__(self, engine: str, masked_url: str, reason: str) -> None:
+        self.engine = engine
+        self.masked_url = masked_url
+        self.reason = reason
+        super().__init__(f"the {engine} database ({masked_url}) is unreachable: {reason}")
+
+
+class APIError(Exception):
+    """An error an API caller should see: a stable code, a message and an HTTP status."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+def error_response(code: str, message: str, status: int):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def first_line(exc: BaseException) -> str:
+    """A driver error's first line, without SQL or parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def api_error(exc: APIError):
+        return error_response(exc.code, exc.message, exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(code, exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(DatabaseUnavailable)
+    def database_unavailable(exc: DatabaseUnavailable):
+        return error_response(f"{exc.engine}_engine_unavailable", str(exc), 503)
+
+    @app.errorhandler(OperationalError)
+    def operational_error(exc: OperationalError):
+        # A connection that failed or was cut: the caller may retry, nothing was written.
+        log.warning("database unavailable: %s", first_line(exc))
+        return error_response("database_unavailable", "the database is unavailable", 503)
+
+    @app.errorhandler(DBAPIError)
+    def database_error(exc: DBAPIError):
+        log.exception("database error")
+        return error_response("internal_error", "an internal error occurred", 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response("internal_error", "an internal error occurred", 500)

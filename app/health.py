@@ -1,0 +1,61 @@
+"""Liveness and readiness (SPEC §8): is the process up, and can it serve right now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from app.db import migrations
+from app.db.engines import Engines, ping
+from app.db.schemas import EngineRole
+from app.errors import DatabaseUnavailable
+
+bp = Blueprint("health", __name__, url_prefix="/health")
+
+
+@bp.get("/live")
+def live():
+    return jsonify(status="ok")
+
+
+@bp.get("/ready")
+def ready():
+    report = readiness(current_app.extensions["backoffice"].engines)
+    return jsonify(report), 200 if report["status"] == "ready" else 503
+
+
+def readiness(engines: Engines) -> dict[str, Any]:
+    """Per engine: reachable, latency, migrations current, pool use. Also used by `doctor`."""
+    report: dict[str, Any] = {"mode": "split" if engines.split else "single", "engines": {}}
+    problems = []
+    for role, _engine in engines.items():
+        entry = engine_report(engines, role)
+        report["engines"][role] = entry
+        if not entry["reachable"]:
+            problems.append(f"{role} engine unreachable")
+        elif entry["migrations"]["state"] != "current":
+            problems.append(f"{role} migrations {entry['migrations']['state']}")
+    report["status"] = "unavailable" if problems else "ready"
+    if problems:
+        report["problems"] = problems
+    return report
+
+
+def engine_report(engines: Engines, role: EngineRole) -> dict[str, Any]:
+    engine = engines[role]
+    entry: dict[str, Any] = {"url": engines.masked_url(role)}
+    try:
+        entry["latency_ms"] = round(ping(engines, role), 2)
+        with engines.connect(role) as conn:
+            entry["migrations"] = migrations.tree_status(conn, role).as_dict()
+        entry["reachable"] = True
+    except DatabaseUnavailable as exc:
+        entry.update(reachable=False, error=exc.reason)
+    pool = engine.pool
+    entry["pool"] = {
+        "size": getattr(pool, "size", lambda: None)(),
+        "checked_out": getattr(pool, "checkedout", lambda: None)(),
+        "overflow": getattr(pool, "overflow", lambda: None)(),
+    }
+    return entry

@@ -1,0 +1,1 @@
+"""Models of the data engine (`workspace` and `reference` schemas), on `DataBase`."""

@@ -1,0 +1,1 @@
+"""Models of the primary engine (`config` and `customer` schemas), on `PrimaryBase`."""
