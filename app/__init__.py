@@ -44,10 +44,8 @@ def create_app(
     settings = config if isinstance(config, Settings) else Settings.from_env(config)
     app = Flask(__name__, instance_path=settings.instance_path)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    app.config.update(
-        SECRET_KEY=settings.secret_key or _development_secret_key(app.instance_path),
-        JSON_SORT_KEYS=False,
-    )
+    app.config["SECRET_KEY"] = settings.secret_key or _development_secret_key(app.instance_path)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     if settings.embedded:
         settings = start_embedded(settings, app.instance_path, stop_at_exit=own_embedded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, NoAppException, with_appcontext
 from sqlalchemy.exc import OperationalError
+from werkzeug.serving import run_simple
 
 from app.db import migrations
 from app.db.schemas import ENGINE_ROLES, EngineRole
@@ -41,10 +43,22 @@ def db_cli() -> None:
 @db_cli.command("upgrade")
 @click.argument("tree", type=TREE_CHOICE, default="all")
 @click.option("--to", "revision", default="heads", show_default=True, help="Target revision.")
-def db_upgrade(tree: str, revision: str) -> None:
-    """Bring a tree (or both, primary first) to its head."""
+@click.option("--preflight", "preflight_only", is_flag=True, help="Only run the checks.")
+def db_upgrade(tree: str, revision: str, preflight_only: bool) -> None:
+    """Bring a tree (or both, primary first) to its head, after pre-flight checks.
+
+    The checks, for every tree before any runs: the server answers, the database is the one
+    recorded for this tree's engine, and which revisions are pending.
+    """
     engines = _backoffice().engines
-    for role in _trees(tree):
+    roles = _trees(tree)
+    for role in roles:
+        check = migrations.preflight(engines, role)
+        pending = ", ".join(reversed(check.status.pending)) or "none"
+        click.echo(f"{role}: {check.server}; {check.status.state}; pending: {pending}")
+    if preflight_only:
+        return
+    for role in roles:
         migrations.upgrade(engines, [role], revision)
         st = migrations.status(engines, [role])[0]
         click.echo(f"{role}: at {', '.join(st.current) or 'base'} ({st.state})")
@@ -128,7 +142,9 @@ def serve(host: str, port: int) -> None:
     for role in ENGINE_ROLES:
         click.echo(f"{role} database: {bo.engines.masked_url(role)}")
     click.echo(f"serving on http://{host}:{port}/ (health: /health/ready); Ctrl-C stops")
-    app.run(host=host, port=port, threaded=True, use_reloader=False, load_dotenv=False)
+    # SIGTERM ends the process the way Ctrl-C does, so an embedded server started here stops.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 @click.command("doctor")

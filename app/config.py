@@ -54,7 +54,7 @@ class DatabaseTarget:
 
 
 def _host(url: URL) -> str:
-    host = url.host or str(url.query.get("host", "")) or "localhost"
+    host = (url.host or str(url.query.get("host", "")) or "localhost").lower()
     return "localhost" if host in ("127.0.0.1", "::1") else host
 
 

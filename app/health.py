@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
+from sqlalchemy.pool import Pool, QueuePool
 
 from app.db import migrations
 from app.db.engines import Engines, ping
@@ -52,10 +53,17 @@ def engine_report(engines: Engines, role: EngineRole) -> dict[str, Any]:
         entry["reachable"] = True
     except DatabaseUnavailable as exc:
         entry.update(reachable=False, error=exc.reason)
-    pool = engine.pool
-    entry["pool"] = {
-        "size": getattr(pool, "size", lambda: None)(),
-        "checked_out": getattr(pool, "checkedout", lambda: None)(),
-        "overflow": getattr(pool, "overflow", lambda: None)(),
-    }
+    entry["pool"] = pool_report(engine.pool)
     return entry
+
+
+def pool_report(pool: Pool) -> dict[str, int]:
+    """In use, size and overflow of a QueuePool (SQLAlchemy counts overflow from -size)."""
+    if not isinstance(pool, QueuePool):
+        return {}
+    return {
+        "in_use": pool.checkedout(),
+        "size": pool.size(),
+        "overflow": max(pool.overflow(), 0),
+        "max_overflow": pool._max_overflow,
+    }

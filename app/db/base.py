@@ -7,10 +7,12 @@ data-engine row refers to a primary-engine row by its plain id, checked in code 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from app.db.schemas import DATA, PRIMARY, EngineRole
+from app.db.schemas import DATA, PRIMARY, SCHEMA_ENGINE, EngineRole
 
 # Stable constraint names, so autogenerate and hand-written revisions agree.
 NAMING_CONVENTION = {
@@ -43,3 +45,28 @@ def metadata_of(role: EngineRole) -> MetaData:
     import app.models  # noqa: F401  (registers every model on its base)
 
     return BASES[role].metadata
+
+
+def layout_violations(metadatas: Mapping[EngineRole, MetaData]) -> list[str]:
+    """Tables on the wrong base, and foreign keys that leave their engine. Empty when sound."""
+    problems = []
+    for role, metadata in metadatas.items():
+        for table in metadata.tables.values():
+            owner = SCHEMA_ENGINE.get(table.schema or "")
+            if owner is None:
+                problems.append(
+                    f"{table.fullname}: schema {table.schema!r} is not in the schema-to-engine map"
+                )
+            elif owner != role:
+                problems.append(
+                    f"{table.fullname}: on the {role} base, but the {owner} engine owns "
+                    f"schema {table.schema!r}"
+                )
+            for fk in table.foreign_keys:
+                target = fk.target_fullname.rsplit(".", 1)[0]
+                if target not in metadata.tables:
+                    problems.append(
+                        f"{table.fullname}.{fk.parent.name}: foreign key to {target}, which the "
+                        f"{role} engine does not hold (store the plain id, checked in code)"
+                    )
+    return problems

@@ -80,8 +80,9 @@ class EmbeddedPostgres:
     def _as_user(self) -> dict:
         if os.geteuid() != 0:
             return {}
-        _ensure_system_user()
-        return {"user": SYSTEM_USER}
+        entry = _ensure_system_user()
+        # Group too: left as root's, the group bits (none) would apply instead of "other".
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def _run(self, *args: str, timeout: int = 60) -> None:
         # Output goes to a file, not a pipe: pg_ctl's server inherits the descriptors and
@@ -269,20 +270,33 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+# Per layout: each engine's folder under <instance>/postgres and its database name.
+EMBEDDED_LAYOUTS = {
+    "single": {PRIMARY: ("main", "backoffice")},
+    "split": {PRIMARY: ("primary", "backoffice_primary"), DATA: ("data", "backoffice_data")},
+}
+
+
+def embedded_servers(instance_path: str | Path) -> list[EmbeddedPostgres]:
+    """The embedded servers that exist under an instance folder, of either layout."""
+    root = Path(instance_path) / "postgres"
+    return [
+        EmbeddedPostgres(root / folder, database)
+        for layout in EMBEDDED_LAYOUTS.values()
+        for folder, database in layout.values()
+        if (root / folder / "PG_VERSION").exists()
+    ]
+
+
 def start_embedded(settings: Settings, instance_path: str, *, stop_at_exit: bool) -> Settings:
     """No URL configured: start one embedded server (two in split mode) and point at them.
 
     `stop_at_exit`: the process that started a server stops it when it exits (CLI commands,
     `backoffice serve`). Servers found already running are left alone.
     """
+    layout = EMBEDDED_LAYOUTS["split" if settings.split_mode else "single"]
     root = Path(instance_path) / "postgres"
-    if settings.split_mode:
-        servers = {
-            PRIMARY: EmbeddedPostgres(root / "primary", "backoffice_primary"),
-            DATA: EmbeddedPostgres(root / "data", "backoffice_data"),
-        }
-    else:
-        servers = {PRIMARY: EmbeddedPostgres(root / "main", "backoffice")}
+    servers = {role: EmbeddedPostgres(root / folder, db) for role, (folder, db) in layout.items()}
     targets = {}
     for role, server in servers.items():
         variable = f"embedded {role} server" if settings.split_mode else "embedded server"

@@ -1,0 +1,192 @@
+"""Test fixtures: real PostgreSQL servers, in single or split mode.
+
+`--db-mode single|split` (or TEST_DB_MODE) picks the layout for the whole run. Servers are
+embedded ones started under a temporary folder, unless URLs are given:
+TEST_DATABASE_URL (single), or TEST_PRIMARY_DATABASE_URL and TEST_DATA_DATABASE_URL (split),
+each naming a database on a server where that user may CREATE DATABASE. Every test database
+is created fresh for the run (or for one test) and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import Flask
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.db import migrations
+from app.db.embedded import EmbeddedPostgres
+from app.db.schemas import DATA, PRIMARY, EngineRole
+from app.db.session import make_session_factory
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db-mode",
+        choices=["single", "split"],
+        default=os.environ.get("TEST_DB_MODE", "single"),
+        help="run the suite against one database (single) or two servers (split)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database mode: {config.getoption('--db-mode')}"
+
+
+@dataclass
+class PgServer:
+    """A server the tests may create databases on."""
+
+    url: str  # SQLAlchemy URL of some database on it
+    embedded: EmbeddedPostgres | None = None
+
+    def _admin(self) -> psycopg.Connection:
+        url = make_url(self.url).set(drivername="postgresql")
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+    def database_url(self, name: str) -> str:
+        return make_url(self.url).set(database=name).render_as_string(hide_password=False)
+
+    def create_database(self, prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def start_embedded_server(folder: Path, database: str = "postgres") -> PgServer:
+    server = EmbeddedPostgres(folder, database, fast=True)
+    return PgServer(url=server.start(), embedded=server)
+
+
+@pytest.fixture(scope="session")
+def db_mode(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--db-mode")
+
+
+@pytest.fixture(scope="session")
+def split(db_mode: str) -> bool:
+    return db_mode == "split"
+
+
+@pytest.fixture(scope="session")
+def pg_servers(split: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One server in single mode; two separate servers in split mode."""
+    env_urls = (
+        {
+            PRIMARY: os.environ.get("TEST_PRIMARY_DATABASE_URL"),
+            DATA: os.environ.get("TEST_DATA_DATABASE_URL"),
+        }
+        if split
+        else {PRIMARY: os.environ.get("TEST_DATABASE_URL")}
+    )
+    if all(env_urls.values()):
+        yield {role: PgServer(url=url) for role, url in env_urls.items()}
+        return
+    root = tmp_path_factory.mktemp("servers")
+    servers = {role: start_embedded_server(root / role) for role in env_urls}
+    yield servers
+    for server in servers.values():
+        server.embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def make_env(
+    pg_servers: dict[EngineRole, PgServer], split: bool, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], dict[str, str]]]:
+    """Fresh, empty databases in the run's layout, as the environment the app reads."""
+    created: list[tuple[PgServer, str]] = []
+
+    def make(prefix: str = "test") -> dict[str, str]:
+        env = {
+            "APP_ENV": "test",
+            "SPLIT_DB_MODE": "true" if split else "false",
+            "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+            "SECRET_KEY": "test-secret-key",
+        }
+        for role, server in pg_servers.items():
+            name = server.create_database(f"{prefix}_{role}")
+            created.append((server, name))
+            env[f"{role.upper()}_DATABASE_URL"] = server.database_url(name)
+        return env
+
+    yield make
+    for server, name in created:
+        server.drop_database(name)
+
+
+def _dispose(app: Flask) -> None:
+    app.extensions["backoffice"].engines.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(make_env: Callable[[str], dict[str, str]]) -> Iterator[Flask]:
+    """The application on databases migrated to head once for the whole run."""
+    application = create_app(make_env("suite"))
+    migrations.upgrade(application.extensions["backoffice"].engines)
+    yield application
+    _dispose(application)
+
+
+@pytest.fixture
+def fresh_app(make_env: Callable[[str], dict[str, str]]) -> Iterator[Flask]:
+    """An application on empty, unmigrated databases of its own (for migration tests)."""
+    application = create_app(make_env("fresh"))
+    yield application
+    _dispose(application)
+
+
+@pytest.fixture
+def client(app: Flask, db):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app: Flask):
+    """A session whose work is rolled back at the end of the test, on both engines.
+
+    The app's requests use it too, so what a request commits is only a savepoint.
+    """
+    bo = app.extensions["backoffice"]
+    engines = bo.engines
+    primary = engines.primary.connect()
+    data = primary if engines.data is engines.primary else engines.data.connect()
+    transactions = [conn.begin() for conn in {id(c): c for c in (primary, data)}.values()]
+    factory = make_session_factory(
+        {PRIMARY: primary, DATA: data}, join_transaction_mode="create_savepoint"
+    )
+    original, bo.session_factory = bo.session_factory, factory
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.close()
+        bo.session_factory = original
+        for transaction in transactions:
+            transaction.rollback()
+        for conn in {id(c): c for c in (primary, data)}.values():
+            conn.close()
+
+
+@pytest.fixture
+def spare_servers(split: bool, tmp_path: Path) -> Iterator[dict[str, PgServer]]:
+    """Servers of this test's own, in the run's layout, which the test may stop and start."""
+    roles = (PRIMARY, DATA) if split else (PRIMARY,)
+    servers = {role: start_embedded_server(tmp_path / role) for role in roles}
+    yield servers
+    for server in servers.values():
+        server.embedded.stop()

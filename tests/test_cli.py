@@ -1,0 +1,79 @@
+"""The `backoffice` command as a user runs it: a real process, real databases."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BACKOFFICE = os.path.join(os.path.dirname(sys.executable), "backoffice")
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    return subprocess.run(
+        [BACKOFFICE, *args], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def env(make_env):
+    return make_env("cli")
+
+
+def test_upgrade_status_and_check_through_the_command(env):
+    before = run(env, "db", "check")
+    assert before.returncode == 1 and "migrations empty" in before.stdout
+
+    dry = run(env, "db", "upgrade", "--preflight")
+    assert dry.returncode == 0, dry.stderr
+    assert "primary: PostgreSQL" in dry.stdout and "pending: p0001" in dry.stdout
+    assert "data: PostgreSQL" in dry.stdout and "pending: d0001" in dry.stdout
+    assert json.loads(run(env, "db", "status", "--json").stdout)["primary"]["state"] == "empty"
+
+    up = run(env, "db", "upgrade", "primary")
+    assert up.returncode == 0, up.stderr
+    assert "primary: at p0001 (current)" in up.stdout
+    status = json.loads(run(env, "db", "status", "--json").stdout)
+    assert status["primary"]["state"] == "current" and status["data"]["state"] == "empty"
+
+    assert run(env, "db", "upgrade").returncode == 0
+    check = run(env, "db", "check")
+    assert check.returncode == 0 and check.stdout == "primary: ok\ndata: ok\n"
+
+
+def test_doctor_masks_passwords_and_reports_each_engine(env):
+    env = dict(env)
+    env["PRIMARY_DATABASE_URL"] = env["PRIMARY_DATABASE_URL"].replace(
+        "postgres@", "postgres:hunter2@"
+    )
+    run(env, "db", "upgrade")
+    result = run(env, "doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout
+    report = json.loads(result.stdout)
+    assert report["config"]["primary"].count("***") == 1
+    assert report["readiness"]["status"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"SPLIT_DB_MODE": "maybe"}, "SPLIT_DB_MODE must be true or false"),
+        (
+            {"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:9/x?timeout=3"},
+            "unknown URL parameter(s) timeout",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:9/x"},
+            "the primary database (postgresql+psycopg://u:***@127.0.0.1:9/x) is unreachable",
+        ),
+    ],
+)
+def test_bad_settings_give_one_clear_line_and_a_non_zero_exit(variables, expected, tmp_path):
+    result = run({"INSTANCE_PATH": str(tmp_path), **variables}, "db", "status")
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "hunter2" not in result.stderr

@@ -1,0 +1,101 @@
+"""Engines in both layouts: one shared Engine in single mode, two refused if one database."""
+
+import os
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.config import Settings
+from app.db.base import DataBase, PrimaryBase
+from app.db.engines import Engines
+from app.errors import ConfigError, DatabaseUnavailable
+
+
+def test_single_mode_hands_both_roles_the_same_engine(app, split):
+    engines = app.extensions["backoffice"].engines
+    if split:
+        assert engines.primary is not engines.data
+        assert engines.identity("primary") != engines.identity("data")
+    else:
+        assert engines.primary is engines.data
+        assert engines["data"] is engines["primary"]
+
+
+def test_session_routes_each_base_to_its_engine(app, db):
+    engines = app.extensions["backoffice"].engines
+    for base, engine in ((PrimaryBase, engines.primary), (DataBase, engines.data)):
+        for mapper in base.registry.mappers:
+            assert db.get_bind(mapper).engine is engine, mapper.class_
+    primary_db = db.connection_for("primary").execute(text("SELECT current_database()")).scalar()
+    data_db = db.connection_for("data").execute(text("SELECT current_database()")).scalar()
+    assert (primary_db == data_db) is (engines.primary is engines.data)
+
+
+def test_split_mode_refuses_two_urls_that_reach_one_database(make_env):
+    env = make_env("same")
+    env["SPLIT_DB_MODE"] = "true"
+    # A host alias with hostaddr passes the URL comparison; the server identity check does not.
+    url = make_url(env["PRIMARY_DATABASE_URL"])
+    alias = url.set(host="primary-alias", query={"hostaddr": url.host})
+    env["DATA_DATABASE_URL"] = alias.render_as_string(hide_password=False)
+    with pytest.raises(ConfigError, match="reach the same database"):
+        create_app(env)
+
+
+def test_unreachable_database_names_the_engine_and_masks_the_url():
+    settings = Settings.from_env(
+        {"APP_ENV": "test", "DATABASE_URL": "postgresql://app:s3cret@127.0.0.1:9/nowhere"}
+    )
+    engines = Engines(settings)
+    with pytest.raises(DatabaseUnavailable) as info:
+        engines.identity("data")
+    message = str(info.value)
+    assert message.startswith("the data database (postgresql+psycopg://app:***@127.0.0.1:9/")
+    assert "s3cret" not in message
+
+
+def test_connection_limit_caps_the_pool_and_pgbouncer_disables_prepared_statements(make_env):
+    env = make_env("bouncer")
+    env["PRIMARY_DATABASE_URL"] += "?pgbouncer=true&connection_limit=2"
+    application = create_app(env)
+    engine = application.extensions["backoffice"].engines.primary
+    try:
+        assert (engine.pool.size(), engine.pool._max_overflow) == (2, 0)
+        with engine.connect() as conn:
+            assert conn.connection.dbapi_connection.prepare_threshold is None
+    finally:
+        application.extensions["backoffice"].engines.dispose()
+
+
+def test_log_db_queries_turns_on_sql_echo(make_env):
+    env = make_env("echo")
+    env["LOG_DB_QUERIES"] = "true"
+    application = create_app(env)
+    try:
+        assert application.extensions["backoffice"].engines.primary.echo is True
+    finally:
+        application.extensions["backoffice"].engines.dispose()
+
+
+def test_a_forked_worker_gets_its_own_connections(app):
+    """gunicorn --preload forks after the parent connected: the child must not share sockets."""
+    engine = app.extensions["backoffice"].engines.primary
+    with engine.connect() as conn:
+        parent_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            with engine.connect() as conn:
+                pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            os.write(write, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_pid = int(os.read(read, 100) or 0)
+    os.waitpid(child, 0)
+    assert child_pid and child_pid != parent_pid
+    with engine.connect() as conn:  # the parent's pooled connection still works
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == parent_pid

@@ -1,0 +1,86 @@
+"""Liveness and readiness, in both layouts, with an engine stopped, and JSON errors."""
+
+import pytest
+
+from app import create_app
+from app.db import migrations
+
+
+def test_live_answers_ok(client):
+    response = client.get("/health/live")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+
+
+def test_ready_reports_mode_and_each_engine(client, split):
+    response = client.get("/health/ready")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["status"] == "ready"
+    assert body["mode"] == ("split" if split else "single")
+    for role in ("primary", "data"):
+        entry = body["engines"][role]
+        assert entry["reachable"] is True
+        assert entry["latency_ms"] >= 0
+        assert entry["migrations"]["state"] == "current"
+        assert entry["pool"]["size"] >= 1
+        assert "***" in entry["url"] or "@" not in entry["url"].split("//")[1].split("@")[0]
+
+
+def test_ready_is_503_while_a_tree_is_behind(fresh_app):
+    engines = fresh_app.extensions["backoffice"].engines
+    migrations.upgrade(engines, ["primary"])
+    response = fresh_app.test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.json["problems"] == ["data migrations empty"]
+    assert response.json["engines"]["primary"]["migrations"]["state"] == "current"
+
+
+@pytest.fixture
+def spare_app(split, tmp_path, spare_servers):
+    """An app on servers of its own, which a test may stop."""
+    servers = spare_servers
+    env = {
+        "APP_ENV": "test",
+        "SPLIT_DB_MODE": str(split).lower(),
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SECRET_KEY": "k",
+    }
+    for role, server in servers.items():
+        env[f"{role.upper()}_DATABASE_URL"] = server.url
+    application = create_app(env)
+    migrations.upgrade(application.extensions["backoffice"].engines)
+    yield application, servers
+    application.extensions["backoffice"].engines.dispose()
+
+
+def test_ready_names_the_engine_that_is_down_and_recovers(spare_app, split):
+    application, servers = spare_app
+    client = application.test_client()
+    assert client.get("/health/ready").status_code == 200
+
+    down = "data" if split else "primary"
+    servers[down].embedded.stop()
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    engines = response.json["engines"]
+    assert engines["data"]["reachable"] is False
+    if split:
+        assert engines["primary"]["reachable"] is True, "the primary keeps serving"
+        assert response.json["problems"] == ["data engine unreachable"]
+    else:
+        assert response.json["problems"] == [
+            "primary engine unreachable",
+            "data engine unreachable",
+        ]
+
+    servers[down].embedded.start()
+    assert client.get("/health/ready").status_code == 200, "recovers by itself"
+
+
+def test_http_errors_are_json_never_html(client):
+    response = client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+    response = client.post("/health/live")
+    assert response.status_code == 405
+    assert response.json["error"]["code"] == "method_not_allowed"

@@ -1,0 +1,106 @@
+"""The two Alembic trees: upgrade, downgrade, check, repair, and the wrong-database refusal."""
+
+import pytest
+from sqlalchemy import Column, Integer, Table, text
+
+from app.db import migrations
+from app.db.base import PrimaryBase
+from app.db.schemas import DATA, PRIMARY, schemas_of
+
+
+def engines_of(app):
+    return app.extensions["backoffice"].engines
+
+
+def live_schemas(engines, role):
+    with engines.connect(role) as conn:
+        names = conn.execute(text("SELECT nspname FROM pg_namespace")).scalars()
+        return set(names) & {"config", "customer", "workspace", "reference"}
+
+
+def test_both_trees_upgrade_downgrade_and_upgrade_again(fresh_app):
+    engines = engines_of(fresh_app)
+    assert [st.state for st in migrations.status(engines)] == ["empty", "empty"]
+
+    migrations.upgrade(engines)
+    assert [st.state for st in migrations.status(engines)] == ["current", "current"]
+    for role in (PRIMARY, DATA):
+        assert set(schemas_of(role)) <= live_schemas(engines, role)
+
+    migrations.downgrade(engines, DATA, "base")
+    assert live_schemas(engines, DATA).isdisjoint(schemas_of(DATA))
+    assert set(schemas_of(PRIMARY)) <= live_schemas(engines, PRIMARY), "primary untouched"
+    migrations.downgrade(engines, PRIMARY, "base")
+    assert [st.state for st in migrations.status(engines)] == ["empty", "empty"]
+
+    migrations.upgrade(engines)
+    assert migrations.check(engines) == {PRIMARY: [], DATA: []}
+
+
+def test_check_reports_a_database_behind_its_code(fresh_app):
+    engines = engines_of(fresh_app)
+    migrations.upgrade(engines, [PRIMARY])
+    problems = migrations.check(engines)
+    assert problems[PRIMARY] == []
+    assert any("migrations empty" in p for p in problems[DATA])
+
+
+def test_check_catches_a_model_change_without_a_revision(app):
+    engines = engines_of(app)
+    table = Table(
+        "unmigrated_things",
+        PrimaryBase.metadata,
+        Column("id", Integer, primary_key=True),
+        schema="config",
+    )
+    try:
+        problems = migrations.check(engines)
+    finally:
+        PrimaryBase.metadata.remove(table)
+    assert problems[PRIMARY] == ["model drift: add table config.unmigrated_things"]
+    assert problems[DATA] == []
+
+
+def test_repair_stamps_a_database_whose_version_table_was_dropped(fresh_app):
+    engines = engines_of(fresh_app)
+    migrations.upgrade(engines)
+    with engines.begin(PRIMARY) as conn:
+        conn.execute(text("DROP TABLE public.alembic_version_primary"))
+    assert migrations.status(engines, [PRIMARY])[0].state == "empty"
+
+    message = migrations.repair(engines, PRIMARY)
+    assert "stamped" in message
+    assert migrations.status(engines, [PRIMARY])[0].state == "current"
+    assert "nothing to repair" in migrations.repair(engines, PRIMARY)
+
+
+def test_repair_refuses_when_the_live_schema_differs_from_the_models(fresh_app):
+    engines = engines_of(fresh_app)
+    migrations.upgrade(engines)
+    with engines.begin(DATA) as conn:
+        conn.execute(text("DROP TABLE public.alembic_version_data"))
+        conn.execute(text("DROP SCHEMA reference"))
+    with pytest.raises(migrations.MigrationRefused, match="missing schema reference"):
+        migrations.repair(engines, DATA)
+    assert migrations.status(engines, [DATA])[0].state == "empty", "nothing was stamped"
+
+
+def test_a_tree_refuses_the_database_of_the_other_engine(fresh_app, split):
+    engines = engines_of(fresh_app)
+    migrations.upgrade(engines)
+    with engines.connect(PRIMARY) as conn:
+        roles = migrations.recorded_roles(conn)
+    if not split:
+        # One database serves both engines: both trees are recorded on it, and both run.
+        assert roles == {PRIMARY, DATA}
+        return
+    assert roles == {PRIMARY}
+    # Point the data tree at the primary database, as a swapped DATA_DATABASE_URL would.
+    with engines.begin(PRIMARY) as conn:
+        cfg = migrations.alembic_config(DATA, split=True, connection=conn)
+        with pytest.raises(migrations.WrongDatabase, match="serves the primary engine"):
+            migrations.command.upgrade(cfg, "heads")
+    with engines.connect(PRIMARY) as conn:
+        assert "workspace" not in set(
+            conn.execute(text("SELECT nspname FROM pg_namespace")).scalars()
+        )

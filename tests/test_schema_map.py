@@ -1,0 +1,51 @@
+"""The schema-to-engine map is the one source of truth, and no model breaks it."""
+
+import pytest
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table
+
+from app.db import migrations
+from app.db.base import BASES, PrimaryBase, layout_violations, metadata_of
+from app.db.schemas import DATA, PRIMARY, SCHEMA_ENGINE, engine_of, schemas_of
+
+
+def test_map_assigns_the_four_schemas_to_their_engines():
+    assert schemas_of(PRIMARY) == ("config", "customer")
+    assert schemas_of(DATA) == ("workspace", "reference")
+    assert engine_of("reference") == DATA
+    with pytest.raises(KeyError, match="not in the schema-to-engine map"):
+        engine_of("public")
+
+
+def test_no_model_sits_in_a_schema_its_base_does_not_own_and_no_foreign_key_crosses():
+    assert layout_violations({role: metadata_of(role) for role in BASES}) == []
+
+
+def test_layout_check_catches_a_cross_engine_foreign_key_and_a_misplaced_table():
+    primary, data = MetaData(), MetaData()
+    Table("customers", primary, Column("id", Integer, primary_key=True), schema="customer")
+    Table("jobs", primary, Column("id", Integer, primary_key=True), schema="workspace")
+    Table(
+        "imports",
+        data,
+        Column("id", Integer, primary_key=True),
+        Column("customer_id", ForeignKey("customer.customers.id")),
+        schema="workspace",
+    )
+    problems = layout_violations({PRIMARY: primary, DATA: data})
+    assert any("workspace.jobs: on the primary base" in p for p in problems)
+    assert any(
+        "workspace.imports.customer_id: foreign key to customer.customers" in p for p in problems
+    )
+
+
+def test_each_tree_filters_autogenerate_to_its_own_schemas():
+    for role in BASES:
+        include = migrations.include_name_for(role)
+        for schema, owner in SCHEMA_ENGINE.items():
+            assert include(schema, "schema", {}) is (owner == role)
+        assert include(None, "schema", {}) is False  # public holds only the version tables
+
+
+def test_bases_keep_separate_metadata():
+    assert BASES[PRIMARY] is PrimaryBase
+    assert BASES[PRIMARY].metadata is not BASES[DATA].metadata
