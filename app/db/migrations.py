@@ -263,6 +263,29 @@ def check(
     return problems
 
 
+@dataclass
+class Preflight:
+    role: EngineRole
+    server: str  # server version and database name
+    status: TreeStatus
+
+
+def preflight(engines: Engines, role: EngineRole) -> Preflight:
+    """Before migrating: the server answers, it is the right database, what would run."""
+    with engines.connect(role) as conn:
+        check_role(conn, role, split=engines.split)
+        server = conn.execute(
+            text("SELECT current_setting('server_version'), current_database()")
+        ).one()
+        st = tree_status(conn, role)
+    if st.unknown:
+        raise ConfigError(
+            f"{role}: the database is at {', '.join(st.unknown)}, which this code does not know "
+            "(newer code migrated it); deploy that code or downgrade with it"
+        )
+    return Preflight(role, f"PostgreSQL {server[0]}, database {server[1]!r}", st)
+
+
 def upgrade(
     engines: Engines, trees: Iterable[EngineRole] = ENGINE_ROLES, revision: str = "heads"
 ) -> None:
