@@ -13,7 +13,11 @@ from pathlib import Path
 
 from flask import Flask
 from sqlalchemy.orm import sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.auth.access import enforce
+from app.auth.login import init_login
+from app.auth.session_cache import SessionCache
 from app.config import Settings
 from app.db import migrations
 from app.db.embedded import start_embedded
@@ -31,6 +35,11 @@ class Backoffice:
     settings: Settings
     engines: Engines
     session_factory: sessionmaker[BackofficeSession] = field(repr=False)
+    session_cache: SessionCache = field(repr=False)
+
+    def close(self) -> None:
+        self.session_cache.stop()
+        self.engines.dispose()
 
 
 def create_app(
@@ -42,7 +51,7 @@ def create_app(
     `own_embedded`: stop an embedded server this process starts when it exits (CLI processes).
     """
     settings = config if isinstance(config, Settings) else Settings.from_env(config)
-    app = Flask(__name__, instance_path=settings.instance_path)
+    app = Flask(__name__, instance_path=settings.instance_path, static_folder=None)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config["SECRET_KEY"] = settings.secret_key or _development_secret_key(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -58,13 +67,22 @@ def create_app(
         settings=settings,
         engines=engines,
         session_factory=make_session_factory({"primary": engines.primary, "data": engines.data}),
+        session_cache=SessionCache(settings.session_cache_ttl),
     )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_json_bytes
+    if settings.trusted_proxy_count:
+        n = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore
     app.teardown_appcontext(close_db_session)
     register_error_handlers(app)
+    init_login(app)
+    app.before_request(enforce)
 
     from app import health
+    from app.api import register_api
 
     app.register_blueprint(health.bp)
+    register_api(app)
 
     from app.cli import register_commands
 

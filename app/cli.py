@@ -13,6 +13,7 @@ from flask.cli import AppGroup, FlaskGroup, NoAppException, with_appcontext
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import run_simple
 
+from app.auth.cli import users_cli
 from app.db import migrations
 from app.db.schemas import ENGINE_ROLES, EngineRole
 from app.errors import ConfigError, DatabaseUnavailable, first_line
@@ -141,10 +142,24 @@ def serve(host: str, port: int) -> None:
         migrations.upgrade(bo.engines)
     for role in ENGINE_ROLES:
         click.echo(f"{role} database: {bo.engines.masked_url(role)}")
+    _tell_about_first_admin(bo)
     click.echo(f"serving on http://{host}:{port}/ (health: /health/ready); Ctrl-C stops")
     # SIGTERM ends the process the way Ctrl-C does, so an embedded server started here stops.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+def _tell_about_first_admin(bo) -> None:
+    from sqlalchemy import func, select
+
+    from app.models.primary.config import User
+
+    with bo.session_factory() as session:
+        if session.scalar(select(func.count()).select_from(User)) == 0:
+            click.echo(
+                "no users yet: create the first admin with\n"
+                "  backoffice users create --role admin --email you@example.com --name 'Your Name'"
+            )
 
 
 @click.command("doctor")
@@ -191,7 +206,7 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (db_cli, serve, doctor)
+COMMANDS = (db_cli, serve, doctor, users_cli)
 
 
 def register_commands(app: Flask) -> None:

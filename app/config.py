@@ -43,6 +43,11 @@ class DatabaseTarget:
         return mask_url(self.url)
 
     @property
+    def conninfo(self) -> str:
+        """The URL as libpq takes it (for connections made outside SQLAlchemy)."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    @property
     def listen_ok(self) -> bool:
         """LISTEN needs a session of its own; PgBouncer's transaction mode cannot give one."""
         return not self.pgbouncer
@@ -146,6 +151,15 @@ class Settings:
     secret_key: str | None = None
     instance_path: str | None = None
     session_cache_ttl: int = 30
+    auth_listen: DatabaseTarget | None = None  # direct URL for LISTEN when the primary's is pooled
+    session_idle_timeout: int = 30 * 60
+    session_absolute_timeout: int = 12 * 3600
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_client: int = 20
+    login_lockout_seconds: int = 15 * 60
+    cookie_secure: bool = False
+    trusted_proxy_count: int = 0
+    max_json_bytes: int = 1024 * 1024
 
     @property
     def production(self) -> bool:
@@ -154,6 +168,15 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.primary is None
+
+    @property
+    def listen_target(self) -> DatabaseTarget | None:
+        """Where the session listener connects: AUTH_LISTEN_URL, else the primary if it can."""
+        if self.auth_listen is not None:
+            return self.auth_listen
+        if self.primary is not None and self.primary.listen_ok:
+            return self.primary
+        return None
 
     def with_targets(self, primary: DatabaseTarget, data: DatabaseTarget | None) -> Settings:
         return replace(self, primary=primary, data=data)
@@ -221,6 +244,9 @@ class Settings:
                 ),
             )
 
+        def number(name: str, default: int, minimum: int = 0) -> int:
+            return parse_int(name, get(name) or default, minimum=minimum)
+
         return cls(
             env=app_env,
             split_mode=split,
@@ -229,13 +255,22 @@ class Settings:
             log_db_queries=parse_bool("LOG_DB_QUERIES", get("LOG_DB_QUERIES") or "false"),
             primary_pool=pool("PRIMARY", 5, 5),
             data_pool=pool("DATA", 5, 10),
-            pool_timeout=parse_int("DB_POOL_TIMEOUT", get("DB_POOL_TIMEOUT") or 10, minimum=1),
-            connect_timeout=parse_int(
-                "DB_CONNECT_TIMEOUT", get("DB_CONNECT_TIMEOUT") or 5, minimum=1
-            ),
+            pool_timeout=number("DB_POOL_TIMEOUT", 10, minimum=1),
+            connect_timeout=number("DB_CONNECT_TIMEOUT", 5, minimum=1),
             secret_key=get("SECRET_KEY"),
             instance_path=get("INSTANCE_PATH"),
-            session_cache_ttl=parse_int(
-                "SESSION_CACHE_TTL", get("SESSION_CACHE_TTL") or 30, minimum=0
+            session_cache_ttl=number("SESSION_CACHE_TTL", 30, minimum=0),
+            auth_listen=parse_database_url("AUTH_LISTEN_URL", get("AUTH_LISTEN_URL"))
+            if get("AUTH_LISTEN_URL")
+            else None,
+            session_idle_timeout=number("SESSION_IDLE_TIMEOUT", 30 * 60, minimum=60),
+            session_absolute_timeout=number("SESSION_ABSOLUTE_TIMEOUT", 12 * 3600, minimum=60),
+            login_max_failures_per_account=number("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1),
+            login_max_failures_per_client=number("LOGIN_MAX_FAILURES_PER_CLIENT", 20, minimum=1),
+            login_lockout_seconds=number("LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1),
+            cookie_secure=parse_bool(
+                "COOKIE_SECURE", get("COOKIE_SECURE") or str(app_env == "production")
             ),
+            trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0),
+            max_json_bytes=number("MAX_JSON_BYTES", 1024 * 1024, minimum=1024),
         )

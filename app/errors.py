@@ -38,6 +38,11 @@ class APIError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+        self.headers: dict[str, str] = {}
+
+    def with_header(self, name: str, value: str) -> APIError:
+        self.headers[name] = value
+        return self
 
 
 def error_response(code: str, message: str, status: int):
@@ -56,7 +61,9 @@ def first_line(exc: BaseException) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def api_error(exc: APIError):
-        return error_response(exc.code, exc.message, exc.status)
+        response = error_response(exc.code, exc.message, exc.status)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.pool import Pool, QueuePool
 
+from app.auth.access import PUBLIC, allow
 from app.db import migrations
 from app.db.engines import Engines, ping
 from app.db.schemas import EngineRole
@@ -16,13 +18,17 @@ bp = Blueprint("health", __name__, url_prefix="/health")
 
 
 @bp.get("/live")
+@allow(PUBLIC)
 def live():
-    return jsonify(status="ok")
+    return jsonify(status="ok", pid=os.getpid())
 
 
 @bp.get("/ready")
+@allow(PUBLIC)
 def ready():
-    report = readiness(current_app.extensions["backoffice"].engines)
+    bo = current_app.extensions["backoffice"]
+    report = readiness(bo.engines)
+    report["session_cache"] = bo.session_cache.stats()
     return jsonify(report), 200 if report["status"] == "ready" else 503
 
 

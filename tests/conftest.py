@@ -130,7 +130,7 @@ def make_env(
 
 
 def _dispose(app: Flask) -> None:
-    app.extensions["backoffice"].engines.dispose()
+    app.extensions["backoffice"].close()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Liveness and readiness, in both layouts, with an engine stopped, and JSON errors."""
 
+import os
+
 import pytest
 
 from app import create_app
@@ -8,7 +10,8 @@ from app.db import migrations
 
 def test_live_answers_ok(client):
     response = client.get("/health/live")
-    assert response.status_code == 200 and response.json == {"status": "ok"}
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "pid": os.getpid()}, "which worker answered"
 
 
 def test_ready_reports_mode_and_each_engine(client, split):

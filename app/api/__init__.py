@@ -1,0 +1,12 @@
+"""The JSON API: one blueprint per area, every view with an access rule."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_api(app: Flask) -> None:
+    from app.api import audit, auth, users
+
+    for module in (auth, users, audit):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,188 @@
+"""/api/auth: log in and out, who am I, my sessions, my password, my API tokens."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_login import current_user
+
+from app.api.body import json_body, string_field
+from app.auth import services
+from app.auth.access import PUBLIC, allow
+from app.auth.login import client_ip, current_session_token
+from app.auth.tokens import SESSION_COOKIE, csrf_token_for, token_hash
+from app.db.session import db_session
+from app.errors import APIError
+from app.models.primary.config import ApiToken, UserSession
+
+bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+
+def _settings():
+    return current_app.extensions["backoffice"].settings
+
+
+def _actor() -> services.Actor:
+    return services.Actor.of(current_user, client_ip())
+
+
+@bp.post("/login")
+@allow(PUBLIC)
+def login():
+    body = json_body(allowed={"email", "password"}, required={"email", "password"})
+    db = db_session()
+    try:
+        user, row, token = services.login(
+            db,
+            _settings(),
+            email=body["email"],
+            password=body["password"],
+            client_ip=client_ip(),
+            user_agent=request.headers.get("User-Agent"),
+        )
+    except APIError:
+        db.commit()  # the failure count and the audit row stay
+        raise
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # nothing from before this login survives it
+        old = db.query(UserSession).filter_by(token_hash=token_hash(previous)).one_or_none()
+        if old is not None and old.id != row.id:
+            services.end_sessions(db, session_id=old.id, reason="replaced by a new login")
+    db.commit()
+    response = jsonify(
+        user=user.as_dict(), csrf_token=csrf_token_for(current_app.secret_key, token)
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        expires=row.expires_at,
+        httponly=True,
+        samesite="Lax",
+        secure=_settings().cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@bp.post("/logout")
+@allow("viewer", while_password_change_required=True)
+def logout():
+    if current_user.via != "session":
+        raise APIError(
+            "an API token has no session to end; revoke the token instead",
+            code="not_a_session",
+            status=400,
+        )
+    db = db_session()
+    services.end_sessions(db, session_id=current_user.session_id, reason="logout")
+    _actor().audit(db, "auth.logout", target_type="session", target_id=current_user.session_id)
+    db.commit()
+    response = Response(status=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax")
+    return response
+
+
+@bp.get("/me")
+@allow("viewer", while_password_change_required=True)
+def me():
+    token = current_session_token()
+    payload = {"user": current_user.as_user_dict(), "auth": current_user.via}
+    if current_user.via == "session" and token:
+        payload["csrf_token"] = csrf_token_for(current_app.secret_key, token)
+    return jsonify(payload)
+
+
+@bp.get("/sessions")
+@allow("viewer")
+def my_sessions():
+    rows = services.list_sessions(db_session(), current_user.user_id)
+    return jsonify(sessions=[r.as_dict(current_id=current_user.session_id) for r in rows])
+
+
+@bp.delete("/sessions")
+@allow("viewer")
+def end_my_other_sessions():
+    db = db_session()
+    ended = services.end_sessions(
+        db,
+        user_id=current_user.user_id,
+        keep_session_id=current_user.session_id,
+        reason="ended by its user",
+    )
+    _actor().audit(
+        db, "session.end_all", target_type="user", target_id=current_user.user_id, count=len(ended)
+    )
+    db.commit()
+    return jsonify(ended=len(ended))
+
+
+@bp.delete("/sessions/<int:session_id>")
+@allow("viewer")
+def end_my_session(session_id: int):
+    db = db_session()
+    row = db.get(UserSession, session_id) if session_id < 2**63 else None
+    if row is None or row.user_id != current_user.user_id or row.ended_at is not None:
+        raise APIError(f"you have no open session {session_id}", code="not_found", status=404)
+    services.end_sessions(db, session_id=session_id, reason="ended by its user")
+    _actor().audit(db, "session.end", target_type="session", target_id=session_id)
+    db.commit()
+    return Response(status=204)
+
+
+@bp.post("/password")
+@allow("viewer", while_password_change_required=True)
+def change_password():
+    body = json_body(
+        allowed={"current_password", "new_password"}, required={"current_password", "new_password"}
+    )
+    db = db_session()
+    try:
+        services.change_own_password(
+            db,
+            _actor(),
+            current_user,
+            string_field(body, "current_password"),
+            string_field(body, "new_password"),
+        )
+    except APIError as exc:
+        if exc.code == "invalid_credentials":
+            db.commit()  # the refusal is audited
+        raise
+    db.commit()
+    return jsonify(changed=True)
+
+
+@bp.get("/tokens")
+@allow("viewer")
+def my_tokens():
+    rows = services.list_api_tokens(db_session(), current_user.user_id)
+    return jsonify(tokens=[t.as_dict() for t in rows])
+
+
+@bp.post("/tokens")
+@allow("viewer")
+def create_token():
+    body = json_body(allowed={"name", "role", "expires_in_days"}, required={"name"})
+    db = db_session()
+    user = services.get_user(db, current_user.user_id)
+    token, raw = services.create_api_token(
+        db,
+        _actor(),
+        user,
+        name=body["name"],
+        role=body.get("role"),
+        expires_in_days=body.get("expires_in_days"),
+    )
+    db.commit()
+    return jsonify(token=token.as_dict(), secret=raw), 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+@allow("viewer")
+def revoke_token(token_id: int):
+    db = db_session()
+    token = db.get(ApiToken, token_id) if token_id < 2**63 else None
+    if token is None or token.user_id != current_user.user_id:
+        raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
+    services.revoke_api_token(db, _actor(), token)
+    db.commit()
+    return Response(status=204)

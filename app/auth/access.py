@@ -1,0 +1,83 @@
+"""Who may use which route: deny by default.
+
+Every view declares its rule with `@allow(...)`; a request to a view without one is refused
+(and `tests/test_access.py` walks the URL map so none ships). Rules: `PUBLIC`, or the lowest
+role that may use the route (`viewer` < `operator` < `admin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import current_app, request
+from flask_login import current_user
+
+from app.auth import services
+from app.auth.login import current_session_token
+from app.auth.tokens import csrf_matches
+from app.db.session import db_session
+from app.errors import APIError
+
+PUBLIC = "public"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+View = TypeVar("View", bound=Callable)
+
+
+def allow(rule: str, *, while_password_change_required: bool = False) -> Callable[[View], View]:
+    """Declare who may use a view: PUBLIC, "viewer", "operator" or "admin"."""
+    if rule != PUBLIC and rule not in services.RANK:
+        raise ValueError(f"unknown access rule {rule!r}")
+
+    def mark(view: View) -> View:
+        view.access_rule = rule  # type: ignore[attr-defined]
+        view.allowed_during_password_change = while_password_change_required  # type: ignore
+        return view
+
+    return mark
+
+
+def access_rule(view: Callable | None) -> str | None:
+    return getattr(view, "access_rule", None)
+
+
+def enforce() -> None:
+    """before_request: authenticate, check CSRF and the role, or refuse."""
+    if request.endpoint is None:
+        return  # 404 or 405: nothing to protect
+    view = current_app.view_functions.get(request.endpoint)
+    rule = access_rule(view)
+    if rule is None:
+        current_app.logger.error("route %s declares no access rule: refused", request.endpoint)
+        raise APIError("this route is not available", code="forbidden", status=403)
+    if rule == PUBLIC:
+        return
+    principal = current_user
+    if not principal.is_authenticated:
+        raise APIError("log in, or send an API token", code="unauthenticated", status=401)
+    if request.method in UNSAFE_METHODS and principal.via == "session":
+        token = current_session_token()
+        offered = request.headers.get("X-CSRF-Token")
+        if token is None or not csrf_matches(current_app.secret_key, token, offered):
+            raise APIError("missing or wrong X-CSRF-Token header", code="csrf_failed", status=403)
+    if principal.must_change_password and not getattr(view, "allowed_during_password_change", 0):
+        raise APIError(
+            "change your password first (POST /api/auth/password)",
+            code="password_change_required",
+            status=403,
+        )
+    if services.RANK[principal.role] < services.RANK[rule]:
+        db = db_session()
+        services.Actor.of(principal, request.remote_addr).audit(
+            db,
+            "access.refused",
+            outcome="refused",
+            target_type="route",
+            target_id=request.endpoint,
+            method=request.method,
+            needed=rule,
+            role=principal.role,
+        )
+        db.commit()
+        raise APIError(f"this needs the {rule} role", code="forbidden", status=403)

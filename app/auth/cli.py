@@ -1,0 +1,140 @@
+"""`backoffice users ...`: manage users from a shell. Passwords come from a prompt or stdin."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from app.auth import services
+from app.db.session import session_scope
+from app.errors import APIError
+from app.models.primary.config import ROLES, User
+
+users_cli = AppGroup("users", help="Manage backoffice users.")
+
+
+def _factory():
+    from flask import current_app
+
+    return current_app.extensions["backoffice"].session_factory
+
+
+def _actor() -> services.Actor:
+    return services.Actor(None, f"cli:{getpass.getuser()}")
+
+
+def _read_password(from_stdin: bool, *, confirm: bool = True) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+
+
+def _find(session, email: str) -> User:
+    user = services.find_user_by_email(session, email)
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    return user
+
+
+def _run(action):
+    """APIError (a refused value) becomes one line and exit 1, like any CLI error."""
+    try:
+        with session_scope(_factory()) as session:
+            return action(session)
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@users_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--name", "display_name", required=True, help="Display name.")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True, help="Print the user as one JSON object.")
+def create(email: str, display_name: str, role: str, password_stdin: bool, as_json: bool) -> None:
+    """Create a user (the first admin: --role admin)."""
+    password = _read_password(password_stdin)
+    user = _run(
+        lambda s: services.create_user(
+            s, _actor(), email=email, display_name=display_name, role=role, password=password
+        )
+    )
+    click.echo(
+        json.dumps(user.as_dict())
+        if as_json
+        else f"created {user.role} {user.email} (id {user.id})"
+    )
+
+
+@users_cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_users(as_json: bool) -> None:
+    users = _run(services.list_users)
+    if as_json:
+        click.echo(json.dumps([u.as_dict() for u in users]))
+        return
+    for u in users:
+        state = "active" if u.is_active else "disabled"
+        click.echo(f"{u.id:>5}  {u.role:8}  {state:8}  {u.email}  ({u.display_name})")
+
+
+def _set_active(email: str, active: bool) -> None:
+    def action(session):
+        services.update_user(session, _actor(), _find(session, email), is_active=active)
+
+    _run(action)
+    click.echo(f"{email} {'enabled' if active else 'disabled; its sessions ended'}")
+
+
+@users_cli.command("disable")
+@click.argument("email")
+def disable(email: str) -> None:
+    """Disable a user and end every session of theirs, in every process."""
+    _set_active(email, False)
+
+
+@users_cli.command("enable")
+@click.argument("email")
+def enable(email: str) -> None:
+    _set_active(email, True)
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@click.option(
+    "--temporary/--permanent",
+    default=True,
+    show_default=True,
+    help="Whether the user must change it at the next login.",
+)
+def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
+    """Set a new password and end every session of the user."""
+    password = _read_password(password_stdin)
+
+    def action(session):
+        services.set_password(
+            session,
+            _actor(),
+            _find(session, email),
+            password,
+            must_change=temporary,
+            action="user.password_reset",
+        )
+
+    _run(action)
+    click.echo(f"password of {email} reset; its sessions ended")
+
+
+@users_cli.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(email: str, yes: bool) -> None:
+    if not yes:
+        click.confirm(f"Delete {email} and end their sessions?", abort=True)
+    _run(lambda s: services.delete_user(s, _actor(), _find(s, email)))
+    click.echo(f"deleted {email}")
