@@ -136,7 +136,12 @@ def _dispose(app: Flask) -> None:
 @pytest.fixture(scope="session")
 def app(make_env: Callable[[str], dict[str, str]]) -> Iterator[Flask]:
     """The application on databases migrated to head once for the whole run."""
-    application = create_app(make_env("suite"))
+    env = make_env("suite")
+    # Tests on this app run inside transactions that are rolled back, so the NOTIFY that ends
+    # cached sessions is never delivered: the cache is off here, and tests of the cache use
+    # `committed_env`, whose changes commit.
+    env["SESSION_CACHE_TTL"] = "0"
+    application = create_app(env)
     migrations.upgrade(application.extensions["backoffice"].engines)
     yield application
     _dispose(application)
@@ -190,3 +195,69 @@ def spare_servers(split: bool, tmp_path: Path) -> Iterator[dict[str, PgServer]]:
     yield servers
     for server in servers.values():
         server.embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def committed_env(make_env) -> dict[str, str]:
+    """Databases of the module's own, migrated, where what tests do is committed for real."""
+    env = make_env("committed")
+    application = create_app(env)
+    migrations.upgrade(application.extensions["backoffice"].engines)
+    _dispose(application)
+    return env
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def create_user(factory, role: str = "viewer", email: str | None = None, **kwargs):
+    """A committed user (for apps on `committed_env`)."""
+    from app.auth import services
+    from app.db.session import session_scope
+
+    email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    with session_scope(factory) as session:
+        return services.create_user(
+            session,
+            services.Actor(None, "tests"),
+            email=email,
+            display_name=role.title(),
+            role=role,
+            password=kwargs.pop("password", PASSWORD),
+            **kwargs,
+        )
+
+
+def login(client, email: str, password: str = PASSWORD) -> str:
+    """Log the test client in; returns the CSRF token."""
+    response = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.json
+    return response.json["csrf_token"]
+
+
+@pytest.fixture
+def make_user(app, db):
+    """Users inside the test's transaction (for the suite app)."""
+    from app.auth import services
+
+    def make(role: str = "viewer", email: str | None = None, **kwargs):
+        user = services.create_user(
+            db,
+            services.Actor(None, "tests"),
+            email=email or f"{role}-{uuid.uuid4().hex[:8]}@example.com",
+            display_name=role.title(),
+            role=role,
+            password=kwargs.pop("password", PASSWORD),
+            **kwargs,
+        )
+        db.commit()  # a savepoint: rolled back with the test
+        return user
+
+    return make
+
+
+@pytest.fixture
+def as_admin(client, make_user):
+    """The client logged in as a new admin; returns (admin, headers with the CSRF token)."""
+    admin = make_user("admin")
+    return admin, {"X-CSRF-Token": login(client, admin.email)}

@@ -80,3 +80,68 @@ def test_bad_settings_give_one_clear_line_and_a_non_zero_exit(variables, expecte
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "hunter2" not in result.stderr
+
+
+def run_with_input(env, stdin: str, *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    return subprocess.run(
+        [BACKOFFICE, *args],
+        env={**clean, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_users_commands_manage_the_first_admin_and_others(env):
+    assert run(env, "db", "upgrade").returncode == 0
+    created = run_with_input(
+        env,
+        "first admin password\n",
+        "users",
+        "create",
+        "--role",
+        "admin",
+        "--email",
+        "boss@example.com",
+        "--name",
+        "Boss",
+        "--password-stdin",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["role"] == "admin"
+    weak = run_with_input(
+        env,
+        "short\n",
+        "users",
+        "create",
+        "--email",
+        "x@example.com",
+        "--name",
+        "X",
+        "--password-stdin",
+    )
+    assert weak.returncode == 1 and "at least 12 characters" in weak.stderr
+    assert "Traceback" not in weak.stderr
+
+    listed = json.loads(run(env, "users", "list", "--json").stdout)
+    assert [u["email"] for u in listed] == ["boss@example.com"]
+    assert run(env, "users", "disable", "boss@example.com").returncode == 0
+    assert json.loads(run(env, "users", "list", "--json").stdout)[0]["is_active"] is False
+    assert run(env, "users", "enable", "boss@example.com").returncode == 0
+    reset = run_with_input(
+        env,
+        "another long password\n",
+        "users",
+        "reset-password",
+        "boss@example.com",
+        "--password-stdin",
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert json.loads(run(env, "users", "list", "--json").stdout)[0]["must_change_password"]
+    missing = run(env, "users", "disable", "nobody@example.com")
+    assert missing.returncode == 1 and "no user with email nobody@example.com" in missing.stderr
+    assert run(env, "users", "delete", "boss@example.com", "--yes").returncode == 0
+    assert json.loads(run(env, "users", "list", "--json").stdout) == []

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "backoffice_auth"
 LISTENER_APP_NAME = "backoffice-listener"
+FIRST_BACKOFF = 0.25  # seconds before the first reconnect; doubles up to 5 while it fails
 PING_SECONDS = 30  # besides TCP keepalives; a dropped connection is seen at once anyway
 
 
@@ -175,16 +176,19 @@ class AuthListener(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        backoff = 0.1
+        backoff = FIRST_BACKOFF
         while not self._stop_event.is_set():
+            was_listening = False
             try:
                 self._listen()
-                backoff = 0.1
             except Exception as exc:  # any failure: distrust the cache, then reconnect
+                was_listening, self.connected = self.connected, False
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
                 log.warning("auth listener disconnected: %s", self.last_error)
             finally:
                 self.connected = False
+            if was_listening:
+                backoff = FIRST_BACKOFF  # a fresh outage, not one more failed attempt
             self._stop_event.wait(backoff)
             backoff = min(backoff * 2, 5.0)
             self.reconnects += 1

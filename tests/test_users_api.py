@@ -1,0 +1,190 @@
+"""/api/users and /api/audit: admin-only user management, every change audited."""
+
+import pytest
+from sqlalchemy import select, text
+
+from app.models.primary.config import AuditEntry, User
+from tests.conftest import PASSWORD, login
+
+
+def last_audit(db) -> AuditEntry:
+    return db.scalar(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1))
+
+
+def test_admin_creates_lists_gets_updates_and_deletes_a_user(client, as_admin, db):
+    admin, headers = as_admin
+    created = client.post(
+        "/api/users",
+        headers=headers,
+        json={
+            "email": "New.Person@Example.com",
+            "display_name": "New Person",
+            "role": "operator",
+            "password": "a long enough password",
+        },
+    )
+    assert created.status_code == 201, created.json
+    user = created.json["user"]
+    assert user["role"] == "operator" and "temporary_password" not in created.json
+    assert "password_hash" not in user
+    assert last_audit(db).action == "user.create" and last_audit(db).actor_id == admin.id
+
+    listed = client.get("/api/users").json["users"]
+    assert {u["email"] for u in listed} >= {admin.email, "New.Person@Example.com"}
+    assert client.get(f"/api/users/{user['id']}").json["user"]["display_name"] == "New Person"
+
+    patched = client.patch(
+        f"/api/users/{user['id']}", headers=headers, json={"role": "viewer", "is_active": False}
+    )
+    assert patched.status_code == 200
+    assert patched.json["changed"] == ["is_active", "role"]
+    assert last_audit(db).details["changes"] == {"role": "viewer", "is_active": False}
+
+    assert client.delete(f"/api/users/{user['id']}", headers=headers).status_code == 204
+    assert client.get(f"/api/users/{user['id']}").status_code == 404
+    assert last_audit(db).action == "user.delete"
+
+
+def test_a_user_created_without_a_password_gets_a_temporary_one(client, as_admin, app):
+    _admin, headers = as_admin
+    created = client.post(
+        "/api/users",
+        headers=headers,
+        json={"email": "temp@example.com", "display_name": "Temp", "role": "viewer"},
+    )
+    temporary = created.json["temporary_password"]
+    assert created.json["user"]["must_change_password"] is True
+    other = app.test_client()
+    login(other, "temp@example.com", temporary)
+    assert other.get("/api/auth/sessions").json["error"]["code"] == "password_change_required"
+
+
+def test_emails_are_unique_whatever_their_case(client, as_admin):
+    admin, headers = as_admin
+    response = client.post(
+        "/api/users",
+        headers=headers,
+        json={
+            "email": admin.email.upper(),
+            "display_name": "Twin",
+            "role": "viewer",
+            "password": PASSWORD,
+        },
+    )
+    assert response.status_code == 409 and response.json["error"]["code"] == "email_taken"
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "zero\u200bwidth@example.com",
+        "rtl\u202eoverride@example.com",
+        "tab\t@example.com",
+        "no-at-sign.example.com",
+        "two@@example.com",
+        "nodot@localhost",
+        "a" * 250 + "@example.com",
+        "",
+    ],
+)
+def test_odd_emails_are_refused_and_nothing_is_created(client, as_admin, db, email):
+    _admin, headers = as_admin
+    before = db.scalars(select(User.id)).all()
+    response = client.post(
+        "/api/users",
+        headers=headers,
+        json={"email": email, "display_name": "Odd", "role": "viewer", "password": PASSWORD},
+    )
+    assert response.status_code == 422, response.json
+    assert db.scalars(select(User.id)).all() == before
+
+
+def test_bad_user_fields_are_refused(client, as_admin):
+    _admin, headers = as_admin
+    base = {"email": "x@example.com", "display_name": "X", "role": "viewer", "password": PASSWORD}
+    for change, code in [
+        ({"role": "superuser"}, "invalid_role"),
+        ({"role": None}, "missing_field"),
+        ({"display_name": 7}, "invalid_field"),
+        ({"password": "short"}, "weak_password"),
+        ({"password": "x@example.com"}, "weak_password"),
+        ({"is_admin": True}, "invalid_field"),
+    ]:
+        response = client.post("/api/users", headers=headers, json={**base, **change})
+        assert response.json["error"]["code"] == code, change
+    user_id = client.post("/api/users", headers=headers, json=base).json["user"]["id"]
+    response = client.patch(f"/api/users/{user_id}", headers=headers, json={"is_active": "no"})
+    assert response.json["error"]["code"] == "invalid_field"
+    assert client.get(f"/api/users/{2**63}").status_code == 404
+    assert client.get("/api/users/999999999").status_code == 404
+
+
+def test_admins_cannot_lock_themselves_out(client, as_admin):
+    admin, headers = as_admin
+    for body in ({"is_active": False}, {"role": "viewer"}):
+        response = client.patch(f"/api/users/{admin.id}", headers=headers, json=body)
+        assert response.status_code == 409
+    assert client.delete(f"/api/users/{admin.id}", headers=headers).status_code == 409
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_non_admins_are_refused_and_the_refusal_is_audited(client, make_user, db, role):
+    user = make_user(role)
+    csrf = login(client, user.email)
+    for method, url in [
+        ("get", "/api/users"),
+        ("get", "/api/audit"),
+        ("post", "/api/users"),
+        ("delete", f"/api/users/{user.id}"),
+    ]:
+        response = getattr(client, method)(url, headers={"X-CSRF-Token": csrf}, json={})
+        assert response.status_code == 403 and response.json["error"]["code"] == "forbidden"
+    entry = last_audit(db)
+    assert (entry.action, entry.outcome, entry.actor_id) == ("access.refused", "refused", user.id)
+
+
+def test_admin_ends_a_users_sessions(client, as_admin, make_user, app):
+    _admin, headers = as_admin
+    user = make_user("viewer")
+    phone, laptop = app.test_client(), app.test_client()
+    login(phone, user.email)
+    login(laptop, user.email)
+    sessions = client.get(f"/api/users/{user.id}/sessions").json["sessions"]
+    assert len(sessions) == 2
+    one = sessions[0]["id"]
+    assert client.delete(f"/api/users/{user.id}/sessions/{one}", headers=headers).status_code == 204
+    assert client.delete(f"/api/users/{user.id}/sessions/{one}", headers=headers).status_code == 404
+    assert sorted(
+        [phone.get("/api/auth/me").status_code, laptop.get("/api/auth/me").status_code]
+    ) == [200, 401]
+    assert client.delete(f"/api/users/{user.id}/sessions", headers=headers).json == {"ended": 1}
+    assert {phone.get("/api/auth/me").status_code, laptop.get("/api/auth/me").status_code} == {401}
+
+
+def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, db):
+    admin, headers = as_admin
+    for n in range(3):
+        client.post(
+            "/api/users",
+            headers=headers,
+            json={
+                "email": f"p{n}@example.com",
+                "display_name": "P",
+                "role": "viewer",
+                "password": PASSWORD,
+            },
+        )
+    mine = f"action=user.create&actor_id={admin.id}"
+    page = client.get(f"/api/audit?limit=2&{mine}").json
+    assert [e["action"] for e in page["entries"]] == ["user.create", "user.create"]
+    assert page["entries"][0]["id"] > page["entries"][1]["id"]
+    rest = client.get(f"/api/audit?limit=5&{mine}&before_id={page['next_before_id']}")
+    assert len(rest.json["entries"]) == 1
+    assert client.get("/api/audit?limit=abc").status_code == 400
+    assert client.get("/api/audit?limit=100000").status_code == 400
+
+    conn = db.connection_for("primary")
+    with pytest.raises(Exception, match="append-only"), conn.begin_nested():
+        conn.execute(text("UPDATE config.audit_log SET action = 'forged'"))
+    with pytest.raises(Exception, match="append-only"), conn.begin_nested():
+        conn.execute(text("DELETE FROM config.audit_log"))
