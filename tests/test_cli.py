@@ -143,5 +143,8 @@ def test_users_commands_manage_the_first_admin_and_others(env):
     assert json.loads(run(env, "users", "list", "--json").stdout)[0]["must_change_password"]
     missing = run(env, "users", "disable", "nobody@example.com")
     assert missing.returncode == 1 and "no user with email nobody@example.com" in missing.stderr
+    ended = run(env, "users", "end-sessions", "--all")
+    assert ended.returncode == 0 and ended.stdout == "ended 0 session(s)\n"
+    assert run(env, "users", "end-sessions").returncode == 2, "EMAIL or --all"
     assert run(env, "users", "delete", "boss@example.com", "--yes").returncode == 0
     assert json.loads(run(env, "users", "list", "--json").stdout) == []

@@ -133,6 +133,16 @@ def test_a_committed_change_ends_the_cached_session_at_once(cached_app, logged_i
     assert wait_for(lambda: client.get("/api/auth/me").status_code == 401, 1.0)
 
 
+def test_ending_every_session_empties_every_cache(cached_app, logged_in):
+    _user, client = logged_in
+    client.get("/api/auth/me")
+    with session_scope(cached_app.extensions["backoffice"].session_factory) as session:
+        assert (
+            services.end_every_session(session, services.Actor(None, "tests"), reason="drill") >= 1
+        )
+    assert wait_for(lambda: client.get("/api/auth/me").status_code == 401, 1.0)
+
+
 def test_readiness_reports_the_cache_and_its_listener(cached_app, logged_in):
     report = cached_app.test_client().get("/health/ready").json["session_cache"]
     assert report["enabled"] and report["trusted"] and report["listener"] == "listening"

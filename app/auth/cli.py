@@ -138,3 +138,26 @@ def delete(email: str, yes: bool) -> None:
         click.confirm(f"Delete {email} and end their sessions?", abort=True)
     _run(lambda s: services.delete_user(s, _actor(), _find(s, email)))
     click.echo(f"deleted {email}")
+
+
+@users_cli.command("end-sessions")
+@click.argument("email", required=False)
+@click.option("--all", "everyone", is_flag=True, help="End every session of every user.")
+def end_sessions(email: str | None, everyone: bool) -> None:
+    """End one user's sessions, or everyone's (--all), in every process at once."""
+    if bool(email) == everyone:
+        raise click.UsageError("give an EMAIL or --all")
+    if everyone:
+        count = _run(lambda s: services.end_every_session(s, _actor(), reason="ended by an admin"))
+    else:
+
+        def action(session):
+            user = _find(session, email)
+            ended = services.end_sessions(session, user_id=user.id, reason="ended by an admin")
+            _actor().audit(
+                session, "session.end_all", target_type="user", target_id=user.id, count=len(ended)
+            )
+            return len(ended)
+
+        count = _run(action)
+    click.echo(f"ended {count} session(s)")

@@ -339,6 +339,19 @@ def end_sessions(
     return ended
 
 
+def end_every_session(session: BackofficeSession, actor: Actor, *, reason: str) -> int:
+    """Everyone is logged out, in every process (after a suspected leak, say)."""
+    ended = session.execute(
+        update(UserSession)
+        .where(UserSession.ended_at.is_(None))
+        .values(ended_at=func.now(), ended_reason=reason),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    notify(session, "all")
+    actor.audit(session, "session.end_everyone", count=ended, reason=reason)
+    return ended
+
+
 def list_sessions(session: BackofficeSession, user_id: int) -> list[UserSession]:
     return list(
         session.scalars(
