@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 
 from app.api.body import json_body
@@ -22,8 +22,14 @@ def _actor() -> services.Actor:
     return services.Actor.of(current_user, client_ip())
 
 
-def temporary_password() -> str:
-    return secrets.token_urlsafe(15)  # 20 characters, 120 bits
+def password_or_temporary(body: dict) -> tuple[str, bool]:
+    """The password given, or a generated temporary one (20 characters, 120 bits)."""
+    password = body.get("password")
+    if password is None:
+        return secrets.token_urlsafe(15), True
+    if not isinstance(password, str):
+        raise APIError("password must be a string", code="invalid_field", status=422)
+    return password, False
 
 
 @bp.get("")
@@ -40,12 +46,7 @@ def create_user():
         allowed={"email", "display_name", "role", "password"},
         required={"email", "display_name", "role"},
     )
-    password = body.get("password")
-    generated = password is None
-    if generated:
-        password = temporary_password()
-    elif not isinstance(password, str):
-        raise APIError("password must be a string", code="invalid_field", status=422)
+    password, generated = password_or_temporary(body)
     db = db_session()
     user = services.create_user(
         db,
@@ -94,12 +95,7 @@ def delete_user(user_id: int):
 def reset_password(user_id: int):
     """Ends every session of the user; the new password is temporary unless one is given."""
     body = json_body(allowed={"password"}) if _has_body() else {}
-    password = body.get("password")
-    generated = password is None
-    if generated:
-        password = temporary_password()
-    elif not isinstance(password, str):
-        raise APIError("password must be a string", code="invalid_field", status=422)
+    password, generated = password_or_temporary(body)
     db = db_session()
     user = services.get_user(db, user_id)
     services.set_password(
@@ -147,6 +143,4 @@ def end_user_session(user_id: int, session_id: int):
 
 
 def _has_body() -> bool:
-    from flask import request
-
     return bool(request.content_length) or request.is_json
