@@ -17,11 +17,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.access import enforce
 from app.auth.login import init_login
-from app.auth.session_cache import SessionCache
+from app.auth.session_cache import Principal, session_cache
 from app.config import Settings
 from app.db import migrations
 from app.db.embedded import start_embedded
 from app.db.engines import Engines
+from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession, close_db_session, make_session_factory
 from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
 
@@ -35,10 +36,11 @@ class Backoffice:
     settings: Settings
     engines: Engines
     session_factory: sessionmaker[BackofficeSession] = field(repr=False)
-    session_cache: SessionCache = field(repr=False)
+    notices: Notices = field(repr=False)
+    session_cache: TrustedCache[Principal] = field(repr=False)
 
     def close(self) -> None:
-        self.session_cache.stop()
+        self.notices.stop()
         self.engines.dispose()
 
 
@@ -63,11 +65,14 @@ def create_app(
     if settings.production:
         _refuse_database_behind(engines)
 
+    listen = settings.listen_target
+    notices = Notices(listen.conninfo if listen else None)
     app.extensions["backoffice"] = Backoffice(
         settings=settings,
         engines=engines,
         session_factory=make_session_factory({"primary": engines.primary, "data": engines.data}),
-        session_cache=SessionCache(settings.session_cache_ttl),
+        notices=notices,
+        session_cache=session_cache(notices, settings.session_cache_ttl),
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_json_bytes
     if settings.trusted_proxy_count:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.auth.session_cache import LISTENER_APP_NAME
+from app.db.notices import LISTENER_APP_NAME
 from tests.conftest import PASSWORD, create_user
 from tests.harness import Gunicorn, login
 

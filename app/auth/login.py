@@ -38,8 +38,7 @@ def load_principal(req: Request) -> Principal | None:
     """The caller, from `Authorization: Bearer` or the session cookie."""
     bo = current_app.extensions["backoffice"]
     cache = bo.session_cache
-    target = bo.settings.listen_target
-    cache.ensure_listener(target.conninfo if target else None)
+    bo.notices.ensure_listening()
 
     header = req.headers.get("Authorization")
     if header is not None:

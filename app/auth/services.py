@@ -15,9 +15,10 @@ from sqlalchemy import func, select, text, update
 
 from app import audit
 from app.auth import passwords, throttle
-from app.auth.session_cache import CHANNEL, Principal
+from app.auth.session_cache import Principal
 from app.auth.tokens import new_api_token, new_session_token, token_hash
 from app.config import Settings
+from app.db import notices
 from app.db.session import BackofficeSession
 from app.errors import APIError
 from app.models.primary.config import ROLES, ApiToken, User, UserSession
@@ -73,11 +74,8 @@ def check_role(role: object) -> str:
 
 
 def notify(session: BackofficeSession, kind: str, ident: int = 0) -> None:
-    """Tell every process to forget cached principals of a user, a session or a token."""
-    session.connection_for("primary").execute(
-        text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": CHANNEL, "payload": f"{kind}:{ident}"},
-    )
+    """Tell every process to forget what it cached of a user, a session or a token."""
+    notices.notify(session.connection_for("primary"), kind, ident)
 
 
 # -- users ----------------------------------------------------------------------------------
