@@ -22,9 +22,11 @@ from app.config import Settings
 from app.db import migrations
 from app.db.embedded import start_embedded
 from app.db.engines import Engines
+from app.db.guard import guard_engine
 from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession, close_db_session, make_session_factory
 from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
+from app.references import ReferenceChecker
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class Backoffice:
     session_factory: sessionmaker[BackofficeSession] = field(repr=False)
     notices: Notices = field(repr=False)
     session_cache: TrustedCache[Principal] = field(repr=False)
+    references: ReferenceChecker = field(repr=False)
 
     def close(self) -> None:
         self.notices.stop()
@@ -70,10 +73,16 @@ def create_app(
     app.extensions["backoffice"] = Backoffice(
         settings=settings,
         engines=engines,
-        session_factory=make_session_factory({"primary": engines.primary, "data": engines.data}),
+        session_factory=make_session_factory(
+            {"primary": engines.primary, "data": engines.data}, guard=settings.engine_guard
+        ),
         notices=notices,
         session_cache=session_cache(notices, settings.session_cache_ttl),
+        references=ReferenceChecker(notices, settings.reference_cache_ttl),
     )
+    if settings.engine_guard:
+        for _role, engine in engines.items():
+            guard_engine(engine)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_json_bytes
     if settings.trusted_proxy_count:
         n = settings.trusted_proxy_count

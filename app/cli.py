@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.serving import run_simple
 
 from app.auth.cli import users_cli
+from app.customers.cli import customers_cli
 from app.db import migrations
 from app.db.schemas import ENGINE_ROLES, EngineRole
 from app.errors import ConfigError, DatabaseUnavailable, first_line
@@ -206,7 +207,7 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (db_cli, serve, doctor, users_cli)
+COMMANDS = (db_cli, serve, doctor, users_cli, customers_cli)
 
 
 def register_commands(app: Flask) -> None:

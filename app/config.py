@@ -160,6 +160,8 @@ class Settings:
     cookie_secure: bool = False
     trusted_proxy_count: int = 0
     max_json_bytes: int = 1024 * 1024
+    reference_cache_ttl: int = 30
+    engine_guard: bool = True  # refuse work spanning both engines (off in production)
 
     @property
     def production(self) -> bool:
@@ -273,4 +275,8 @@ class Settings:
             ),
             trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0),
             max_json_bytes=number("MAX_JSON_BYTES", 1024 * 1024, minimum=1024),
+            reference_cache_ttl=number("REFERENCE_CACHE_TTL", 30),
+            engine_guard=parse_bool(
+                "ENGINE_GUARD", get("ENGINE_GUARD") or str(app_env != "production")
+            ),
         )

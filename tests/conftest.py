@@ -172,7 +172,9 @@ def db(app: Flask):
     data = primary if engines.data is engines.primary else engines.data.connect()
     transactions = [conn.begin() for conn in {id(c): c for c in (primary, data)}.values()]
     factory = make_session_factory(
-        {PRIMARY: primary, DATA: data}, join_transaction_mode="create_savepoint"
+        {PRIMARY: primary, DATA: data},
+        guard=bo.settings.engine_guard,
+        join_transaction_mode="create_savepoint",
     )
     original, bo.session_factory = bo.session_factory, factory
     session = factory()

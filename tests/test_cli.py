@@ -148,3 +148,17 @@ def test_users_commands_manage_the_first_admin_and_others(env):
     assert run(env, "users", "end-sessions").returncode == 2, "EMAIL or --all"
     assert run(env, "users", "delete", "boss@example.com", "--yes").returncode == 0
     assert json.loads(run(env, "users", "list", "--json").stdout) == []
+
+
+def test_customers_commands_create_and_list(env):
+    assert run(env, "db", "upgrade").returncode == 0
+    made = run(env, "customers", "create", "--code", "acme", "--name", "Acme", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["code"] == "ACME"
+    again = run(env, "customers", "create", "--code", "ACME", "--name", "Twin")
+    assert again.returncode == 1 and "a customer with code ACME exists" in again.stderr
+    inactive = run(env, "customers", "create", "--code", "b2", "--name", "B", "--inactive")
+    assert inactive.returncode == 0
+    listed = json.loads(run(env, "customers", "list", "--status", "active", "--json").stdout)
+    assert [c["code"] for c in listed] == ["ACME"]
+    assert "B2" in run(env, "customers", "list").stdout

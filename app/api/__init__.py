@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_api(app: Flask) -> None:
-    from app.api import audit, auth, users
+    from app.api import audit, auth, customers, users
 
-    for module in (auth, users, audit):
+    for module in (auth, users, audit, customers):
         app.register_blueprint(module.bp)

@@ -23,7 +23,8 @@ def _factory():
     return current_app.extensions["backoffice"].session_factory
 
 
-def _actor() -> services.Actor:
+def cli_actor() -> services.Actor:
+    """The audit log's actor for a shell command: the operating-system user."""
     return services.Actor(None, f"cli:{getpass.getuser()}")
 
 
@@ -60,7 +61,7 @@ def create(email: str, display_name: str, role: str, password_stdin: bool, as_js
     password = _read_password(password_stdin)
     user = _run(
         lambda s: services.create_user(
-            s, _actor(), email=email, display_name=display_name, role=role, password=password
+            s, cli_actor(), email=email, display_name=display_name, role=role, password=password
         )
     )
     click.echo(
@@ -84,7 +85,7 @@ def list_users(as_json: bool) -> None:
 
 def _set_active(email: str, active: bool) -> None:
     def action(session):
-        services.update_user(session, _actor(), _find(session, email), is_active=active)
+        services.update_user(session, cli_actor(), _find(session, email), is_active=active)
 
     _run(action)
     click.echo(f"{email} {'enabled' if active else 'disabled; its sessions ended'}")
@@ -119,7 +120,7 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
     def action(session):
         services.set_password(
             session,
-            _actor(),
+            cli_actor(),
             _find(session, email),
             password,
             must_change=temporary,
@@ -136,7 +137,7 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
 def delete(email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete {email} and end their sessions?", abort=True)
-    _run(lambda s: services.delete_user(s, _actor(), _find(s, email)))
+    _run(lambda s: services.delete_user(s, cli_actor(), _find(s, email)))
     click.echo(f"deleted {email}")
 
 
@@ -148,13 +149,15 @@ def end_sessions(email: str | None, everyone: bool) -> None:
     if bool(email) == everyone:
         raise click.UsageError("give an EMAIL or --all")
     if everyone:
-        count = _run(lambda s: services.end_every_session(s, _actor(), reason="ended by an admin"))
+        count = _run(
+            lambda s: services.end_every_session(s, cli_actor(), reason="ended by an admin")
+        )
     else:
 
         def action(session):
             user = _find(session, email)
             ended = services.end_sessions(session, user_id=user.id, reason="ended by an admin")
-            _actor().audit(
+            cli_actor().audit(
                 session, "session.end_all", target_type="user", target_id=user.id, count=len(ended)
             )
             return len(ended)

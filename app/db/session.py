@@ -12,9 +12,11 @@ from collections.abc import Iterator, Mapping
 from flask import current_app, g
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.util import find_tables
 
 from app.db.base import BASES
-from app.db.schemas import EngineRole
+from app.db.guard import guard_sessions
+from app.db.schemas import SCHEMA_ENGINE, EngineRole
 
 Bind = Engine | Connection
 
@@ -26,17 +28,32 @@ class BackofficeSession(Session):
         """The connection this session uses for one engine, for raw and set-based SQL."""
         return self.connection(bind_arguments={"bind": self.info["binds"][role]})
 
+    def get_bind(self, mapper=None, *, clause=None, **kwargs):
+        """Core statements on tables (not mapped classes) go by their tables' schemas."""
+        if mapper is None and clause is not None:
+            for table in find_tables(
+                clause, include_crud=True, include_joins=True, include_aliases=True
+            ):
+                role = SCHEMA_ENGINE.get(getattr(table, "schema", None) or "")
+                if role is not None:
+                    return self.info["binds"][role]
+        return super().get_bind(mapper, clause=clause, **kwargs)
+
 
 def make_session_factory(
-    binds: Mapping[EngineRole, Bind], **kwargs
+    binds: Mapping[EngineRole, Bind], *, guard: bool = False, **kwargs
 ) -> sessionmaker[BackofficeSession]:
-    return sessionmaker(
+    """`guard`: refuse a unit of work that writes to both engines (app/db/guard.py)."""
+    factory = sessionmaker(
         class_=BackofficeSession,
         binds={BASES[role]: bind for role, bind in binds.items()},
         info={"binds": dict(binds)},
         expire_on_commit=False,
         **kwargs,
     )
+    if guard:
+        guard_sessions(factory)
+    return factory
 
 
 def db_session() -> BackofficeSession:

@@ -1,3 +1,3 @@
 """Models of the primary engine (`config` and `customer` schemas), on `PrimaryBase`."""
 
-from app.models.primary import config  # noqa: F401
+from app.models.primary import config, customer  # noqa: F401

@@ -1,0 +1,64 @@
+"""`backoffice customers create|list`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.auth.cli import cli_actor
+from app.customers import services
+from app.db.session import session_scope
+from app.errors import APIError
+
+customers_cli = AppGroup("customers", help="Manage customers.")
+
+
+def _run(action):
+    try:
+        with session_scope(current_app.extensions["backoffice"].session_factory) as session:
+            return action(session)
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@customers_cli.command("create")
+@click.option("--code", required=True, help="Short, unique, upper case: ACME, ACME-EU.")
+@click.option("--name", required=True)
+@click.option("--contact-name")
+@click.option("--contact-email")
+@click.option("--contact-phone")
+@click.option("--inactive", is_flag=True, help="Create it inactive.")
+@click.option("--json", "as_json", is_flag=True, help="Print the customer as one JSON object.")
+def create(code, name, contact_name, contact_email, contact_phone, inactive, as_json) -> None:
+    customer = _run(
+        lambda s: services.create_customer(
+            s,
+            cli_actor(),
+            code=code,
+            name=name,
+            contact_name=contact_name,
+            contact_email=contact_email,
+            contact_phone=contact_phone,
+            status="inactive" if inactive else "active",
+        )
+    )
+    click.echo(
+        json.dumps(customer.as_dict())
+        if as_json
+        else f"created customer {customer.code} (id {customer.id})"
+    )
+
+
+@customers_cli.command("list")
+@click.option("--status", type=click.Choice(["active", "inactive"]))
+@click.option("--json", "as_json", is_flag=True)
+def list_customers(status: str | None, as_json: bool) -> None:
+    rows, _total = _run(lambda s: services.list_customers(s, status=status, limit=10_000))
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in rows]))
+        return
+    for c in rows:
+        click.echo(f"{c.id:>5}  {c.code:12}  {c.status:8}  {c.name}")
