@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import secrets
 from collections.abc import Mapping
@@ -83,6 +84,10 @@ def create_app(
     if settings.engine_guard:
         for _role, engine in engines.items():
             guard_engine(engine)
+    if own_embedded:
+        # Runs before the embedded server stops (atexit is last in, first out): the listener
+        # leaves quietly instead of seeing its server go.
+        atexit.register(app.extensions["backoffice"].close)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_json_bytes
     if settings.trusted_proxy_count:
         n = settings.trusted_proxy_count

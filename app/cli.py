@@ -18,6 +18,7 @@ from app.customers.cli import customers_cli
 from app.db import migrations
 from app.db.schemas import ENGINE_ROLES, EngineRole
 from app.errors import ConfigError, DatabaseUnavailable, first_line
+from app.jobs.cli import COMMANDS as job_commands
 
 TREE_CHOICE = click.Choice(["primary", "data", "all"])
 
@@ -207,7 +208,7 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (db_cli, serve, doctor, users_cli, customers_cli)
+COMMANDS = (db_cli, serve, doctor, users_cli, customers_cli, *job_commands)
 
 
 def register_commands(app: Flask) -> None:

@@ -161,6 +161,11 @@ class Settings:
     trusted_proxy_count: int = 0
     max_json_bytes: int = 1024 * 1024
     reference_cache_ttl: int = 30
+    max_upload_bytes: int = 2 * 1024**3
+    job_lease_seconds: int = 45
+    job_heartbeat_seconds: float = 5
+    job_max_attempts: int = 3
+    worker_poll_seconds: float = 1.0
     engine_guard: bool = True  # refuse work spanning both engines (off in production)
 
     @property
@@ -249,6 +254,16 @@ class Settings:
         def number(name: str, default: int, minimum: int = 0) -> int:
             return parse_int(name, get(name) or default, minimum=minimum)
 
+        def seconds(name: str, default: float) -> float:
+            raw = get(name)
+            try:
+                value = float(raw) if raw is not None else default
+            except ValueError:
+                raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+            if value <= 0:
+                raise ConfigError(f"{name} must be more than 0")
+            return value
+
         return cls(
             env=app_env,
             split_mode=split,
@@ -276,6 +291,11 @@ class Settings:
             trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0),
             max_json_bytes=number("MAX_JSON_BYTES", 1024 * 1024, minimum=1024),
             reference_cache_ttl=number("REFERENCE_CACHE_TTL", 30),
+            max_upload_bytes=number("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
+            job_lease_seconds=number("JOB_LEASE_SECONDS", 45, minimum=2),
+            job_heartbeat_seconds=seconds("JOB_HEARTBEAT_SECONDS", 5),
+            job_max_attempts=number("JOB_MAX_ATTEMPTS", 3, minimum=1),
+            worker_poll_seconds=seconds("WORKER_POLL_SECONDS", 1.0),
             engine_guard=parse_bool(
                 "ENGINE_GUARD", get("ENGINE_GUARD") or str(app_env != "production")
             ),

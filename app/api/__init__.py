@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_api(app: Flask) -> None:
-    from app.api import audit, auth, customers, users
+    from app.api import audit, auth, customers, imports, jobs, users
 
-    for module in (auth, users, audit, customers):
+    for module in (auth, users, audit, customers, imports, jobs):
         app.register_blueprint(module.bp)

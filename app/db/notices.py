@@ -125,7 +125,8 @@ class Listener(threading.Thread):
             except Exception as exc:  # any failure: distrust the caches, then reconnect
                 was_listening, self.connected = self.connected, False
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
-                log.warning("change listener disconnected: %s", self.last_error)
+                if not self._stop_event.is_set():
+                    log.warning("change listener disconnected: %s", self.last_error)
             finally:
                 self.connected = False
             if was_listening:

@@ -1,0 +1,287 @@
+"""Reading a CSV file for `COPY`: the server parses it, we only look at bytes.
+
+PostgreSQL's CSV parser is far faster than any done in Python, so the file's bytes go to
+`COPY ... (FORMAT csv)` almost as they are. What the client adds is what COPY cannot know: each
+record's number and the physical line it starts on. It scans lines with C-speed byte
+operations, tracking quote parity to find records that span lines (quoted newlines), and writes
+`<record>,<line>,` in front of each record. It also refuses NUL bytes and unterminated quotes,
+naming the line, before the server sees them.
+
+Supported: a header row; UTF-8 (with or without BOM) or a named ASCII-compatible encoding
+(converted by the server); comma, semicolon, tab or pipe, given or detected from the header;
+LF or CRLF; fields quoted with `"` and `""` as the escaped quote, with embedded delimiters and
+newlines. An unquoted empty field is missing (NULL); a quoted empty field `""` is an empty string.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import csv
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+DELIMITERS = {
+    ",": ",",
+    ";": ";",
+    "\t": "\t",
+    "|": "|",
+    "tab": "\t",
+    "comma": ",",
+    "semicolon": ";",
+    "pipe": "|",
+    "\\t": "\t",
+}
+# Python's codec name -> PostgreSQL's. Only encodings in which every ASCII byte means ASCII:
+# our line-number prefix and the quote and delimiter scan rely on it.
+PG_ENCODINGS = {
+    codecs.lookup(python).name: postgres
+    for python, postgres in [
+        ("utf-8", "UTF8"),
+        ("latin-1", "LATIN1"),
+        ("iso-8859-15", "LATIN9"),
+        ("windows-1252", "WIN1252"),
+        ("windows-1250", "WIN1250"),
+        ("windows-1251", "WIN1251"),
+        ("windows-1253", "WIN1253"),
+        ("windows-1254", "WIN1254"),
+        ("windows-1257", "WIN1257"),
+        ("iso-8859-2", "LATIN2"),
+        ("iso-8859-5", "ISO_8859_5"),
+        ("iso-8859-7", "ISO_8859_7"),
+        ("koi8-r", "KOI8R"),
+        ("ascii", "SQL_ASCII"),
+    ]
+}
+MAX_COLUMNS = 1500  # PostgreSQL allows 1600 per table; two are ours
+MAX_HEADER_BYTES = 1 << 20
+
+
+class CsvError(Exception):
+    """Bad input, with the physical line (and column) where it was found."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None):
+        self.message = message
+        self.line = line
+        self.column = column
+        where = f"line {line}" + (f", column {column}" if column else "") if line else ""
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "column": self.column, "message": self.message}
+
+
+def pg_encoding(name: str | None) -> tuple[str, str]:
+    """(Python codec name, PostgreSQL name) for an encoding name as a user writes it."""
+    try:
+        codec = codecs.lookup(name or "utf-8").name
+    except LookupError:
+        raise CsvError(f"unknown encoding {name!r}") from None
+    if codec not in PG_ENCODINGS:
+        raise CsvError(
+            f"encoding {name!r} is not supported; use one of: utf-8, latin-1, windows-1252, "
+            "iso-8859-15 and the other single-byte ones"
+        )
+    return codec, PG_ENCODINGS[codec]
+
+
+def parse_delimiter(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in DELIMITERS:
+        raise CsvError(f"delimiter must be one of , ; tab | (not {value!r})")
+    return DELIMITERS[value]
+
+
+@dataclass
+class Header:
+    names: list[str]  # unique, as shown to users
+    delimiter: str
+    lines: int  # physical lines the header takes
+    size: int  # bytes, including the BOM
+    crlf: bool = False  # lines end with CR LF
+
+
+def unique_names(raw: list[str]) -> list[str]:
+    """Blank names become `column_<n>`; a repeated name gets `_2`, `_3` (case-insensitively)."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for position, name in enumerate(raw, start=1):
+        base = name.strip() or f"column_{position}"
+        candidate, n = base, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{base}_{n}"
+        seen.add(candidate.lower())
+        names.append(candidate)
+    return names
+
+
+def read_header(stream: io.BufferedReader, codec: str, delimiter: str | None) -> Header:
+    """Read the first record; leaves the stream just after it."""
+    start = stream.peek(4)[:4]
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise CsvError("UTF-16 files are not supported: save the file as UTF-8", line=1)
+    bom = len(codecs.BOM_UTF8) if start.startswith(codecs.BOM_UTF8) else 0
+    stream.read(bom)
+    raw, lines, quoted = b"", 0, 0
+    while True:
+        line = stream.readline(MAX_HEADER_BYTES)
+        if not line:
+            break
+        lines += 1
+        raw += line
+        if b"\x00" in line:
+            raise CsvError("NUL byte: this does not look like a text file", line=lines)
+        quoted ^= line.count(b'"') & 1
+        if not quoted or len(raw) >= MAX_HEADER_BYTES:
+            break
+    if not raw.strip():
+        raise CsvError("the file is empty: a header row is needed", line=1)
+    if quoted:
+        raise CsvError("unterminated quoted field in the header", line=1)
+    if b"\n" not in raw and b"\r" in raw.rstrip(b"\r"):
+        raise CsvError("old Mac line endings (CR only) are not supported: use LF or CRLF", line=1)
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise CsvError(f"the header is not valid {codec}: {exc.reason}", line=1) from None
+    delimiter = delimiter or detect_delimiter(text)
+    fields = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
+    if len(fields) > MAX_COLUMNS:
+        raise CsvError(f"{len(fields)} columns; at most {MAX_COLUMNS} are supported", line=1)
+    return Header(
+        unique_names(fields), delimiter, lines, bom + len(raw), crlf=raw.endswith(b"\r\n")
+    )
+
+
+def detect_delimiter(header: str) -> str:
+    """The candidate that splits the header into the most fields; comma on a tie."""
+    best, best_count = ",", 1
+    for candidate in (",", ";", "\t", "|"):
+        count = len(next(csv.reader(io.StringIO(header), delimiter=candidate), []))
+        if count > best_count:
+            best, best_count = candidate, count
+    return best
+
+
+class RecordStream:
+    """The data records after the header, each prefixed with `<record>,<line>,`.
+
+    Iterating yields byte chunks for COPY; `records`, `lines` and `bytes_read` grow as it goes.
+    `line_of(record)` gives the physical line where a record starts: the server's errors count
+    records, not lines. Blank lines are skipped."""
+
+    def __init__(self, stream: BinaryIO, header: Header, delimiter: str) -> None:
+        self.stream = stream
+        self.crlf = header.crlf
+        self.sep = delimiter.encode()
+        self.records = 0
+        self.lines = header.lines  # physical lines consumed
+        self.bytes_read = header.size
+        # Where "one line per record" breaks (after a multi-line record or a blank line), the
+        # record and its line; between two anchors, records follow on consecutive lines.
+        self._anchors: list[tuple[int, int]] = [(1, header.lines + 1)]
+
+    def line_of(self, record: int) -> int:
+        at = bisect.bisect_right(self._anchors, (record, math.inf)) - 1
+        anchor_record, anchor_line = self._anchors[max(at, 0)]
+        return anchor_line + (record - anchor_record)
+
+    def _place(self, record: int, line: int) -> None:
+        anchor_record, anchor_line = self._anchors[-1]
+        if line != anchor_line + (record - anchor_record):
+            self._anchors.append((record, line))
+
+    def __iter__(self) -> Iterator[bytes]:
+        tail = b""
+        pending: list[bytes] | None = None  # lines of a record whose quote is still open
+        while True:
+            chunk = self.stream.read(CHUNK)
+            if not chunk:
+                break
+            self.bytes_read += len(chunk)
+            if b"\x00" in chunk:
+                before = tail + chunk[: chunk.index(b"\x00")]
+                raise CsvError(
+                    "NUL byte: this does not look like a text file",
+                    line=self.lines + before.count(b"\n") + 1,
+                )
+            data = tail + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                tail = data
+                continue
+            body, tail = data[:cut], data[cut + 1 :]
+            parts = body.split(b"\n")
+            if pending is None and (b'"' not in body or not any(p.count(b'"') & 1 for p in parts)):
+                out = self._one_line_records(parts)
+            else:
+                out, pending = self._records(parts, pending)
+            if out:
+                yield out
+        if tail.strip(b"\r") or pending is not None:
+            if self.crlf and tail and not tail.endswith(b"\r"):
+                tail += b"\r"  # one line ending throughout, as COPY requires
+            out, pending = self._records([tail] if tail else [], pending)
+            if pending is not None:
+                raise CsvError(
+                    "unterminated quoted field: the quote opened here never closes",
+                    line=self._pending_line,
+                )
+            if out:
+                yield out
+
+    def _one_line_records(self, parts: list[bytes]) -> bytes:
+        """Lines that are each one record (the common case): prefix them in bulk."""
+        if any(not p.strip(b"\r") for p in parts):
+            out, _ = self._records(parts, None)  # blank lines among them: go line by line
+            return out
+        first_record, first_line, sep = self.records + 1, self.lines + 1, self.sep
+        self._place(first_record, first_line)
+        prefixed = [
+            b"%d%b%d%b%b" % (record, sep, line, sep, p)
+            for record, line, p in zip(
+                range(first_record, first_record + len(parts)),
+                range(first_line, first_line + len(parts)),
+                parts,
+                strict=True,
+            )
+        ]
+        self.records += len(parts)
+        self.lines += len(parts)
+        return b"\n".join(prefixed) + b"\n"
+
+    def _records(
+        self, parts: list[bytes], pending: list[bytes] | None
+    ) -> tuple[bytes, list[bytes] | None]:
+        """Line by line: group lines into records by quote parity, skip blank lines."""
+        out: list[bytes] = []
+        sep = self.sep
+        for p in parts:
+            self.lines += 1
+            if pending is None:
+                if not p.strip(b"\r"):
+                    continue
+                if p.count(b'"') & 1:  # a quoted field runs on to the next line
+                    pending, self._pending_line = [p], self.lines
+                    continue
+                self.records += 1
+                self._place(self.records, self.lines)
+                out.append(b"%d%b%d%b%b" % (self.records, sep, self.lines, sep, p))
+                continue
+            pending.append(p)
+            if p.count(b'"') & 1:  # ... and closes on this one
+                self.records += 1
+                self._place(self.records, self._pending_line)
+                self._place(self.records + 1, self.lines + 1)
+                out.append(
+                    b"%d%b%d%b%b"
+                    % (self.records, sep, self._pending_line, sep, b"\n".join(pending))
+                )
+                pending = None
+        return (b"\n".join(out) + b"\n" if out else b""), pending

@@ -1,0 +1,359 @@
+"""Imports: receiving a file, the job that stages it, reading staged rows, purging them.
+
+Receiving checks the customer (the cross-engine reference check), stores the upload's bytes in
+`workspace.import_files` (so a worker on any host can read them) and queues an import job. The
+job streams the file through `COPY` into `workspace.import_<id>` and publishes it in the same
+transaction as the import's new status: readers see all of it or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Connection, select, text
+
+from app.db.session import BackofficeSession
+from app.errors import APIError
+from app.imports.csv_stream import (
+    CHUNK,
+    CsvError,
+    RecordStream,
+    parse_delimiter,
+    pg_encoding,
+    read_header,
+)
+from app.jobs import queue
+from app.jobs.runner import JobContext, JobFailed
+from app.models.data.workspace import ImportBatch, ImportFile
+
+CONTEXT_LINE = re.compile(r"line (\d+)")
+CONTEXT_COLUMN = re.compile(r"column c(\d+)")
+
+
+class UploadTooLarge(APIError):
+    status = 413
+    code = "upload_too_large"
+
+
+def clean_file_name(name: str | None) -> str:
+    """For display only: the last path part, printable, at most 255 characters."""
+    base = os.path.basename((name or "").replace("\\", "/")) or "upload.csv"
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
+    return base.strip()[:255] or "upload.csv"
+
+
+def receive(
+    session: BackofficeSession,
+    references,
+    *,
+    customer_id: object,
+    created_by: int | None,
+    file_name: str | None,
+    stream: BinaryIO | None,
+    size_limit: int,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    local_path: str | None = None,
+    max_attempts: int = 3,
+) -> ImportBatch:
+    """Create an import and its queued job. The bytes come from `stream` (stored in the data
+    database), or stay in `local_path` for a job this process runs itself (the CLI)."""
+    references.customer(session, customer_id)
+    try:
+        pg_encoding(encoding)
+        delimiter = parse_delimiter(delimiter)
+    except CsvError as exc:
+        raise APIError(exc.message, code="invalid_field", status=422) from None
+    batch = ImportBatch(
+        customer_id=customer_id,
+        created_by=created_by,
+        size_bytes=0,
+        sha256="",
+        file_name=clean_file_name(file_name),
+        encoding=encoding,
+        delimiter=delimiter,
+    )
+    session.add(batch)
+    session.flush()
+    if stream is not None:
+        size, digest = _store(session, batch.id, stream, size_limit)
+    else:
+        assert local_path is not None
+        size, digest = _digest(local_path)
+    batch.size_bytes, batch.sha256 = size, digest
+    params: dict[str, Any] = {"import_id": batch.id}
+    if local_path is not None:
+        params["local_path"] = os.path.abspath(local_path)
+    job = queue.enqueue(
+        session,
+        "import",
+        params,
+        customer_id=batch.customer_id,
+        created_by=created_by,
+        max_attempts=max_attempts,
+    )
+    batch.job_id = job.id
+    session.flush()
+    return batch
+
+
+def _store(session: BackofficeSession, import_id: int, stream: BinaryIO, limit: int):
+    digest, size, seq = hashlib.sha256(), 0, 0
+    conn = session.connection_for("data")
+    while chunk := stream.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge(f"the file is larger than the limit of {limit} bytes")
+        digest.update(chunk)
+        conn.execute(
+            ImportFile.__table__.insert(), {"import_id": import_id, "seq": seq, "data": chunk}
+        )
+        seq += 1
+    return size, digest.hexdigest()
+
+
+def _digest(path: str) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+
+class ImportJob:
+    """Stage one import's file into `workspace.import_<id>` through COPY."""
+
+    def run(self, ctx: JobContext) -> dict[str, Any]:
+        import_id = ctx.params["import_id"]
+        with ctx.data_transaction() as conn:
+            batch = conn.execute(
+                select(ImportBatch.__table__).where(ImportBatch.id == import_id).with_for_update()
+            ).one()
+            if batch.status == "staged":  # a retry after a publish that did commit
+                result = _result(batch.id, batch.rows_staged, batch.header)
+                ctx.publish(conn, result)
+                return result
+            with self._source(ctx, batch) as source:
+                result = self._stage(ctx, conn, batch, source)
+            ctx.publish(conn, result)
+        return result
+
+    @contextlib.contextmanager
+    def _source(self, ctx: JobContext, batch) -> Iterator[io.BufferedReader]:
+        path = ctx.params.get("local_path")
+        if path:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise JobFailed(f"cannot read {path} on this host: {exc.strerror}") from None
+            with handle:
+                yield handle
+            return
+        raw = ctx.backoffice.engines.data.raw_connection()
+        try:
+            yield io.BufferedReader(_ChunkReader(raw.dbapi_connection, batch.id), CHUNK)
+        finally:
+            raw.close()
+
+    def _stage(self, ctx: JobContext, conn: Connection, batch, source) -> dict[str, Any]:
+        codec, pg_name = pg_encoding(batch.encoding)
+        try:
+            header = read_header(source, codec, batch.delimiter)
+        except CsvError as exc:
+            raise JobFailed(exc.message, line=exc.line, column=exc.column) from None
+        table = sql.Identifier("workspace", f"import_{batch.id}")
+        columns = [sql.SQL("rec bigint NOT NULL, line bigint NOT NULL")] + [
+            sql.SQL("{} text").format(sql.Identifier(f"c{n}"))
+            for n in range(1, len(header.names) + 1)
+        ]
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
+        records = RecordStream(source, header, header.delimiter)
+        copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv, DELIMITER {}, ENCODING {})").format(
+            table, sql.Literal(header.delimiter), sql.Literal(pg_name)
+        )
+        try:
+            with cursor.copy(copy) as pipe:
+                for chunk in records:
+                    pipe.write(chunk)
+                    ctx.report(records.bytes_read, batch.size_bytes or None, "bytes")
+                    ctx.check()
+        except CsvError as exc:
+            raise JobFailed(exc.message, line=exc.line, column=exc.column) from None
+        except psycopg.errors.QueryCanceled:
+            ctx.check()
+            raise
+        except psycopg.DataError as exc:  # the server's CSV parser or encoding check
+            raise _copy_failure(exc, records, header.names) from None
+        cursor.execute(sql.SQL("CREATE INDEX ON {} USING brin (rec)").format(table))
+        conn.execute(
+            text(
+                "UPDATE workspace.imports SET status = 'staged', header = CAST(:header AS jsonb), "
+                "delimiter = :delimiter, rows_staged = :rows, staged_at = now(), error = NULL "
+                "WHERE id = :id"
+            ),
+            {
+                "header": _json(header.names),
+                "delimiter": header.delimiter,
+                "rows": records.records,
+                "id": batch.id,
+            },
+        )
+        ctx.report(records.bytes_read, records.bytes_read, "bytes")
+        return _result(batch.id, records.records, header.names)
+
+    def on_failed(self, conn: Connection, params: dict, error: dict) -> None:
+        conn.execute(
+            text(
+                "UPDATE workspace.imports SET status = 'failed', error = CAST(:error AS jsonb) "
+                "WHERE id = :id AND status = 'pending'"
+            ),
+            {"error": _json(error), "id": params["import_id"]},
+        )
+
+    def on_cancelled(self, conn: Connection, params: dict) -> None:
+        conn.execute(
+            text(
+                "UPDATE workspace.imports SET status = 'cancelled' "
+                "WHERE id = :id AND status = 'pending'"
+            ),
+            {"id": params["import_id"]},
+        )
+
+
+def _result(import_id: int, rows: int | None, header: list[str] | None) -> dict[str, Any]:
+    return {"import_id": import_id, "rows_staged": rows or 0, "columns": len(header or [])}
+
+
+def _copy_failure(exc: psycopg.Error, records: RecordStream, names: list[str]) -> JobFailed:
+    """The server's error, told in the file's terms: physical line and header name."""
+    diag = exc.diag
+    context = diag.context or ""
+    line = None
+    if match := CONTEXT_LINE.search(context):
+        line = records.line_of(int(match.group(1)))
+    column = None
+    if match := CONTEXT_COLUMN.search(context + " " + (diag.message_primary or "")):
+        index = int(match.group(1))
+        column = names[index - 1] if 0 < index <= len(names) else None
+    message = diag.message_primary or str(exc)
+    if message.startswith("extra data after last expected column"):
+        message = f"more fields than the header's {len(names)}"
+    elif message.startswith("missing data for column"):
+        message = f"fewer fields than the header's {len(names)}"
+    elif message.startswith("unterminated CSV quoted field"):
+        message = "unterminated quoted field"
+    return JobFailed(message, line=line, column=column)
+
+
+class _ChunkReader(io.RawIOBase):
+    """The stored upload, read chunk by chunk through a server-side cursor."""
+
+    def __init__(self, dbapi_connection: psycopg.Connection, import_id: int) -> None:
+        self._cursor = dbapi_connection.cursor(name=f"import_file_{import_id}")
+        self._cursor.itersize = 2
+        self._cursor.execute(
+            "SELECT data FROM workspace.import_files WHERE import_id = %s ORDER BY seq",
+            (import_id,),
+        )
+        self._rows = iter(self._cursor)
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            row = next(self._rows, None)
+            if row is None:
+                return 0
+            self._buffer = memoryview(row[0])
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+# -- reading and purging ----------------------------------------------------------------------
+
+
+def get_import(session: BackofficeSession, import_id: int) -> ImportBatch:
+    batch = session.get(ImportBatch, import_id) if 0 < import_id < 2**63 else None
+    if batch is None:
+        raise APIError(f"no import with id {import_id}", code="not_found", status=404)
+    return batch
+
+
+def list_imports(
+    session: BackofficeSession, *, customer_id: int | None = None, limit: int = 100
+) -> list[ImportBatch]:
+    query = select(ImportBatch).order_by(ImportBatch.id.desc()).limit(limit)
+    if customer_id:
+        query = query.where(ImportBatch.customer_id == customer_id)
+    return list(session.scalars(query))
+
+
+def staged_rows(
+    session: BackofficeSession, batch: ImportBatch, *, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    """Rows `offset + 1` to `offset + limit`, keyed by header, with their source lines."""
+    if batch.status != "staged":
+        raise APIError(
+            f"import {batch.id} is {batch.status}, not staged", code="not_staged", status=409
+        )
+    names = batch.header or []
+    query = sql.SQL("SELECT line, {} FROM {} WHERE rec > %s AND rec <= %s ORDER BY rec").format(
+        sql.SQL(", ").join(sql.Identifier(f"c{n}") for n in range(1, len(names) + 1))
+        if names
+        else sql.SQL("NULL"),
+        sql.Identifier("workspace", batch.staging_table),
+    )
+    cursor = session.connection_for("data").connection.dbapi_connection.cursor()
+    cursor.execute(query, (offset, offset + limit))
+    return [
+        {"line": row[0], "values": dict(zip(names, row[1:], strict=False))}
+        for row in cursor.fetchall()
+    ]
+
+
+def purge(session: BackofficeSession, batch: ImportBatch) -> None:
+    """Drop the staged rows and stored bytes; the import's record stays, as `purged`."""
+    conn = session.connection_for("data")
+    conn.execute(text(f'DROP TABLE IF EXISTS workspace."{batch.staging_table}"'))
+    conn.execute(ImportFile.__table__.delete().where(ImportFile.import_id == batch.id))
+    batch.status = "purged"
+    session.flush()
+
+
+def purgeable(session: BackofficeSession, before: datetime) -> list[ImportBatch]:
+    return list(
+        session.scalars(
+            select(ImportBatch)
+            .where(
+                ImportBatch.created_at < before,
+                ImportBatch.status.in_(("staged", "failed", "cancelled")),
+            )
+            .order_by(ImportBatch.id)
+        )
+    )

@@ -1,0 +1,9 @@
+"""Each job kind's handler: `run(ctx)`, and what its records become on failure or cancel."""
+
+from __future__ import annotations
+
+from app.imports.service import ImportJob
+
+KIND_HANDLERS = {
+    "import": ImportJob(),
+}

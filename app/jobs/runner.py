@@ -1,0 +1,286 @@
+"""Running one claimed job: the heartbeat that keeps its lease, cancellation, and fencing.
+
+A handler does its work on a data-engine connection and publishes its results with
+`ctx.publish(conn, result)` in the same transaction: the fence there checks this worker still
+holds this attempt, so a worker that lost its lease (paused, partitioned, presumed dead) can never
+publish over the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from app.jobs.queue import Claim
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """The work cannot succeed as asked (bad input): fail now, do not retry."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        self.message = message
+        self.details = details
+        line, column = details.get("line"), details.get("column")
+        where = f"line {line}" + (f", column {column}" if column else "") if line else ""
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class JobCancelled(Exception):
+    """Someone cancelled the job."""
+
+
+class LeaseLost(Exception):
+    """Another worker holds this job now; this attempt must not write anything."""
+
+
+@dataclass
+class Progress:
+    done: int = 0
+    total: int | None = None
+    unit: str | None = None
+
+
+@dataclass
+class JobContext:
+    claim: Claim
+    backoffice: Any  # app.Backoffice
+    lease_seconds: float
+    on_progress: Callable[[Progress], None] | None = None
+    progress: Progress = field(default_factory=Progress)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    _work: psycopg.Connection | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.claim.params
+
+    def report(self, done: int, total: int | None = None, unit: str | None = None) -> None:
+        self.progress = Progress(
+            done, total if total is not None else self.progress.total, unit or self.progress.unit
+        )
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    def check(self) -> None:
+        """Between steps: stop if cancelled or no longer ours."""
+        if self.lost.is_set():
+            raise LeaseLost()
+        if self.cancelled.is_set():
+            raise JobCancelled()
+
+    @contextlib.contextmanager
+    def data_transaction(self) -> Iterator[Connection]:
+        """The work's connection and transaction; the heartbeat can cancel its statement."""
+        with self.backoffice.engines.data.connect() as conn, conn.begin():
+            self._work = conn.connection.dbapi_connection
+            try:
+                yield conn
+            except DBAPIError as exc:
+                if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                    self.check()  # a cancel we asked for: say why
+                raise
+            finally:
+                self._work = None
+
+    def interrupt(self) -> None:
+        work = self._work
+        if work is not None:
+            with contextlib.suppress(Exception):
+                work.cancel_safe()
+
+    def publish(self, conn: Connection, result: dict[str, Any], status: str = "succeeded"):
+        """Fence, then record the outcome, in the caller's transaction."""
+        fence(conn, self.claim)
+        conn.execute(
+            text(
+                "UPDATE workspace.jobs SET status = :status, result = CAST(:result AS jsonb), "
+                "finished_at = now(), lease_expires_at = NULL, progress_done = :done, "
+                "progress_total = :total, progress_unit = :unit WHERE id = :id"
+            ),
+            {
+                "status": status,
+                "result": _json(result),
+                "done": self.progress.done,
+                "total": self.progress.total,
+                "unit": self.progress.unit,
+                "id": self.claim.job_id,
+            },
+        )
+
+
+def fence(conn: Connection, claim: Claim) -> None:
+    """Lock the job row and check this attempt still holds it."""
+    held = conn.execute(
+        text(
+            "SELECT 1 FROM workspace.jobs WHERE id = :id AND attempt = :attempt "
+            "AND worker_id = :worker AND status = 'running' FOR UPDATE"
+        ),
+        {"id": claim.job_id, "attempt": claim.attempt, "worker": claim.worker_id},
+    ).first()
+    if held is None:
+        raise LeaseLost()
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease and writes progress every few seconds, on its own connection; notices
+    a cancel request or a lost lease and interrupts the work's statement."""
+
+    def __init__(self, ctx: JobContext, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{ctx.claim.job_id}", daemon=True)
+        self.ctx = ctx
+        self.interval = interval
+        self._stop_event = threading.Event()
+        self._last_renewal = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        ctx, claim = self.ctx, self.ctx.claim
+        try:
+            with ctx.backoffice.engines.data.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            ) as conn:
+                row = conn.execute(
+                    text(
+                        "UPDATE workspace.jobs SET heartbeat_at = now(), "
+                        "lease_expires_at = now() + make_interval(secs => :lease), "
+                        "progress_done = :done, progress_total = :total, progress_unit = :unit "
+                        "WHERE id = :id AND attempt = :attempt AND worker_id = :worker "
+                        "AND status = 'running' RETURNING cancel_requested"
+                    ),
+                    {
+                        "lease": ctx.lease_seconds,
+                        "done": ctx.progress.done,
+                        "total": ctx.progress.total,
+                        "unit": ctx.progress.unit,
+                        "id": claim.job_id,
+                        "attempt": claim.attempt,
+                        "worker": claim.worker_id,
+                    },
+                ).first()
+        except DBAPIError as exc:
+            log.warning("job %s: heartbeat failed: %s", claim.job_id, exc.orig)
+            if time.monotonic() - self._last_renewal > ctx.lease_seconds:
+                ctx.lost.set()  # the lease has surely run out: stop writing
+                ctx.interrupt()
+            return
+        if row is None:
+            ctx.lost.set()
+            ctx.interrupt()
+        else:
+            self._last_renewal = time.monotonic()
+            if row.cancel_requested:
+                ctx.cancelled.set()
+                ctx.interrupt()
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | failed | cancelled | retrying | lost
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def run_claim(
+    backoffice: Any,
+    claim: Claim,
+    *,
+    lease_seconds: float,
+    heartbeat_seconds: float,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Outcome:
+    from app.jobs.kinds import KIND_HANDLERS
+
+    handler = KIND_HANDLERS[claim.kind]
+    ctx = JobContext(claim, backoffice, lease_seconds, on_progress)
+    heartbeat = Heartbeat(ctx, heartbeat_seconds)
+    heartbeat.start()
+    try:
+        try:
+            result = handler.run(ctx)
+            return Outcome("succeeded", result=result)
+        finally:
+            heartbeat.stop()
+    except LeaseLost:
+        log.warning("job %s attempt %s: lease lost, nothing published", claim.job_id, claim.attempt)
+        return Outcome("lost")
+    except JobCancelled:
+        return _end(ctx, handler, "cancelled", None, {})
+    except JobFailed as exc:
+        return _end(ctx, handler, "failed", str(exc), {"message": exc.message, **exc.details})
+    except Exception as exc:  # unexpected: retry while attempts remain
+        log.exception("job %s attempt %s failed", claim.job_id, claim.attempt)
+        message = _first_line(exc)
+        if ctx.cancelled.is_set():
+            return _end(ctx, handler, "cancelled", None, {})
+        if claim.attempt < claim.max_attempts:
+            return _retry(ctx, message)
+        return _end(
+            ctx, handler, "failed", f"gave up after {claim.attempt} attempts: {message}", {}
+        )
+
+
+def _end(ctx: JobContext, handler, status: str, error: str | None, details: dict) -> Outcome:
+    try:
+        with ctx.backoffice.engines.data.begin() as conn:
+            fence(conn, ctx.claim)
+            if status == "cancelled":
+                handler.on_cancelled(conn, ctx.params)
+            else:
+                handler.on_failed(conn, ctx.params, {"message": error, **details})
+            conn.execute(
+                text(
+                    "UPDATE workspace.jobs SET status = :status, error = :error, "
+                    "finished_at = now(), lease_expires_at = NULL WHERE id = :id"
+                ),
+                {"status": status, "error": error, "id": ctx.claim.job_id},
+            )
+    except LeaseLost:
+        return Outcome("lost")
+    return Outcome(status, error=error)
+
+
+def _retry(ctx: JobContext, message: str) -> Outcome:
+    """Give the job back at once instead of waiting for the lease to run out."""
+    with ctx.backoffice.engines.data.begin() as conn:
+        try:
+            fence(conn, ctx.claim)
+        except LeaseLost:
+            return Outcome("lost")
+        conn.execute(
+            text(
+                "UPDATE workspace.jobs SET status = 'queued', worker_id = NULL, "
+                "lease_expires_at = NULL, error = :error WHERE id = :id"
+            ),
+            {"error": f"attempt {ctx.claim.attempt}: {message}", "id": ctx.claim.job_id},
+        )
+    return Outcome("retrying", error=message)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text_ = str(orig).strip().splitlines()
+    return text_[0] if text_ else type(orig).__name__
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

@@ -1,0 +1,119 @@
+"""`backoffice worker`: claim and run jobs until told to stop.
+
+Each of `--concurrency` threads loops: sweep (now and then), claim one job, run it under its
+lease, or sleep `WORKER_POLL_SECONDS`. SIGTERM or Ctrl-C stops claiming and lets running jobs
+finish; a second one exits at once (the leases then run out and other workers take the jobs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from app.jobs import queue
+from app.jobs.runner import Outcome, Progress, run_claim
+
+log = logging.getLogger(__name__)
+SWEEP_SECONDS = 10
+
+
+def worker_id(thread: int = 0) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{thread}"
+
+
+def run_one(
+    backoffice,
+    claim: queue.Claim,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Outcome:
+    s = backoffice.settings
+    return run_claim(
+        backoffice,
+        claim,
+        lease_seconds=s.job_lease_seconds,
+        heartbeat_seconds=s.job_heartbeat_seconds,
+        on_progress=on_progress,
+    )
+
+
+def run_now(backoffice, job_id: int, on_progress=None) -> Outcome | None:
+    """Claim one queued job by id and run it in this process (the CLI's synchronous mode)."""
+    claim = queue.claim(
+        backoffice.engines.data, worker_id(), backoffice.settings.job_lease_seconds, job_id=job_id
+    )
+    return None if claim is None else run_one(backoffice, claim, on_progress)
+
+
+class Worker:
+    def __init__(self, backoffice, concurrency: int = 1, kinds: list[str] | None = None) -> None:
+        self.backoffice = backoffice
+        self.concurrency = concurrency
+        self.kinds = kinds
+        self.stopping = threading.Event()
+        self._last_sweep = 0.0
+        self._sweep_lock = threading.Lock()
+
+    def _sweep(self) -> None:
+        with self._sweep_lock:
+            if time.monotonic() - self._last_sweep < SWEEP_SECONDS:
+                return
+            self._last_sweep = time.monotonic()
+        for job_id, kind, status in queue.sweep(self.backoffice.engines.data):
+            log.warning("job %s (%s) ended as %s: its worker was lost", job_id, kind, status)
+
+    def loop(self, thread: int) -> None:
+        me = worker_id(thread)
+        poll = self.backoffice.settings.worker_poll_seconds
+        while not self.stopping.is_set():
+            try:
+                self._sweep()
+                claim = queue.claim(
+                    self.backoffice.engines.data,
+                    me,
+                    self.backoffice.settings.job_lease_seconds,
+                    kinds=self.kinds,
+                )
+            except Exception as exc:  # the data engine is down: wait and try again
+                log.warning("worker %s: cannot claim: %s", me, str(exc).splitlines()[0])
+                self.stopping.wait(min(poll * 5, 10))
+                continue
+            if claim is None:
+                self.stopping.wait(poll)
+                continue
+            log.info(
+                "job %s (%s) attempt %s: started by %s", claim.job_id, claim.kind, claim.attempt, me
+            )
+            outcome = run_one(self.backoffice, claim)
+            log.info(
+                "job %s: %s%s",
+                claim.job_id,
+                outcome.status,
+                f" ({outcome.error})" if outcome.error else "",
+            )
+
+    def run(self) -> None:
+        def stop(signum, _frame):
+            if self.stopping.is_set():
+                log.warning("stopping now")
+                os._exit(1)
+            log.warning("stopping after the running jobs (again to stop at once)")
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        threads = [
+            threading.Thread(target=self.loop, args=(n,), name=f"worker-{n}", daemon=True)
+            for n in range(self.concurrency)
+        ]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+        sys.stdout.flush()

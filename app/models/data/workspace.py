@@ -1,0 +1,163 @@
+"""The `workspace` schema: jobs, and imports with their uploaded files and staged rows.
+
+Staged rows live in one table per import, `workspace.import_<id>` (a `line` column, then one
+text column per header field), created by the import job and dropped by the purge; they are not
+declared here because their shape is the file's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import DataBase
+
+SCHEMA = {"schema": "workspace"}
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+IMPORT_STATUSES = ("pending", "staged", "failed", "cancelled", "purged")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class Job(DataBase):
+    """A unit of bulk work, claimed by any worker under a lease (docs/ARCHITECTURE.md, Jobs)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="status_valid",
+        ),
+        # The claim's scan: queued jobs, and running ones whose lease may have run out.
+        Index("ix_jobs_claimable", "id", postgresql_where=text("status IN ('queued', 'running')")),
+        SCHEMA,
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("3"))
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    progress_done: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
+    progress_unit: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)  # customer.customers.id
+    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "params": self.params,
+            "progress": {
+                "done": self.progress_done,
+                "total": self.progress_total,
+                "unit": self.progress_unit,
+            },
+            "attempts": self.attempt,
+            "max_attempts": self.max_attempts,
+            "worker_id": self.worker_id,
+            "cancel_requested": self.cancel_requested,
+            "error": self.error,
+            "result": self.result,
+            "customer_id": self.customer_id,
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+class ImportBatch(DataBase):
+    """One uploaded file, staged as text into `workspace.import_<id>` by its job."""
+
+    __tablename__ = "imports"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'staged', 'failed', 'cancelled', 'purged')",
+            name="status_valid",
+        ),
+        Index("ix_imports_customer_id", "customer_id"),
+        SCHEMA,
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger)  # customer.customers.id, checked in code
+    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    file_name: Mapped[str] = mapped_column(Text)  # as the user named it; shown, never used as path
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(Text)
+    encoding: Mapped[str | None] = mapped_column(Text)  # as given, or None to use UTF-8
+    delimiter: Mapped[str | None] = mapped_column(Text)  # as given or detected
+    header: Mapped[list[str] | None] = mapped_column(JSONB)
+    rows_staged: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # {line, column, message}
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    staged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def staging_table(self) -> str:
+        return f"import_{self.id}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "created_by": self.created_by,
+            "job_id": self.job_id,
+            "status": self.status,
+            "file_name": self.file_name,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "encoding": self.encoding or "utf-8",
+            "delimiter": self.delimiter,
+            "header": self.header,
+            "rows_staged": self.rows_staged,
+            "error": self.error,
+            "created_at": _iso(self.created_at),
+            "staged_at": _iso(self.staged_at),
+        }
+
+
+class ImportFile(DataBase):
+    """The uploaded bytes, in chunks, so that a worker on any host can read them."""
+
+    __tablename__ = "import_files"
+    __table_args__ = SCHEMA
+
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
