@@ -21,13 +21,15 @@ def create_import():
     """Multipart: `file`, `customer_id`, optional `encoding` and `delimiter`. 202: queued."""
     bo = current_app.extensions["backoffice"]
     limit = bo.settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+    slack = 16 * 1024  # the form's other fields and the multipart boundaries
+    if request.content_length is not None and request.content_length > limit + slack:
+        # Refused from the headers alone: nothing of the body is read.
         raise APIError(
             f"the upload is larger than the limit of {limit} bytes",
             code="upload_too_large",
             status=413,
         )
-    request.max_content_length = limit + 64 * 1024  # the form's other fields and boundaries
+    request.max_content_length = limit + slack
     upload = request.files.get("file")
     if upload is None:
         raise APIError(

@@ -123,7 +123,12 @@ def unique_names(raw: list[str]) -> list[str]:
 
 def read_header(stream: io.BufferedReader, codec: str, delimiter: str | None) -> Header:
     """Read the first record; leaves the stream just after it."""
-    start = stream.peek(4)[:4]
+    start = stream.peek(8192)[:8192]
+    if b"\x00" in start and not start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        at = start.index(b"\x00")
+        raise CsvError(
+            "NUL byte: this does not look like a text file", line=start[:at].count(b"\n") + 1
+        )
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise CsvError("UTF-16 files are not supported: save the file as UTF-8", line=1)
     bom = len(codecs.BOM_UTF8) if start.startswith(codecs.BOM_UTF8) else 0

@@ -33,7 +33,7 @@ from app.imports.csv_stream import (
     read_header,
 )
 from app.jobs import queue
-from app.jobs.runner import JobContext, JobFailed
+from app.jobs.runner import JobContext, JobFailed, fence
 from app.models.data.workspace import ImportBatch, ImportFile
 
 CONTEXT_LINE = re.compile(r"line (\d+)")
@@ -140,8 +140,10 @@ class ImportJob:
     def run(self, ctx: JobContext) -> dict[str, Any]:
         import_id = ctx.params["import_id"]
         with ctx.data_transaction() as conn:
+            # No lock on the import: a paused attempt that still holds one must not block the
+            # attempt that replaced it. The fence at publish decides which one counts.
             batch = conn.execute(
-                select(ImportBatch.__table__).where(ImportBatch.id == import_id).with_for_update()
+                select(ImportBatch.__table__).where(ImportBatch.id == import_id)
             ).one()
             if batch.status == "staged":  # a retry after a publish that did commit
                 result = _result(batch.id, batch.rows_staged, batch.header)
@@ -149,6 +151,27 @@ class ImportJob:
                 return result
             with self._source(ctx, batch) as source:
                 result = self._stage(ctx, conn, batch, source)
+            fence(conn, ctx.claim)  # from here on this attempt holds the job row's lock
+            conn.execute(text(f'DROP TABLE IF EXISTS workspace."import_{import_id}"'))
+            conn.execute(
+                text(
+                    f'ALTER TABLE workspace."import_{import_id}_a{ctx.claim.attempt}" '
+                    f'RENAME TO "import_{import_id}"'
+                )
+            )
+            conn.execute(
+                text(
+                    "UPDATE workspace.imports SET status = 'staged', header = CAST(:header AS "
+                    "jsonb), delimiter = :delimiter, rows_staged = :rows, staged_at = now(), "
+                    "error = NULL WHERE id = :id"
+                ),
+                {
+                    "header": _json(result.pop("header")),
+                    "delimiter": result.pop("delimiter"),
+                    "rows": result["rows_staged"],
+                    "id": import_id,
+                },
+            )
             ctx.publish(conn, result)
         return result
 
@@ -175,7 +198,8 @@ class ImportJob:
             header = read_header(source, codec, batch.delimiter)
         except CsvError as exc:
             raise JobFailed(exc.message, line=exc.line, column=exc.column) from None
-        table = sql.Identifier("workspace", f"import_{batch.id}")
+        # This attempt's own table: another attempt of the same job may be alive (paused).
+        table = sql.Identifier("workspace", f"import_{batch.id}_a{ctx.claim.attempt}")
         columns = [sql.SQL("rec bigint NOT NULL, line bigint NOT NULL")] + [
             sql.SQL("{} text").format(sql.Identifier(f"c{n}"))
             for n in range(1, len(header.names) + 1)
@@ -201,21 +225,12 @@ class ImportJob:
         except psycopg.DataError as exc:  # the server's CSV parser or encoding check
             raise _copy_failure(exc, records, header.names) from None
         cursor.execute(sql.SQL("CREATE INDEX ON {} USING brin (rec)").format(table))
-        conn.execute(
-            text(
-                "UPDATE workspace.imports SET status = 'staged', header = CAST(:header AS jsonb), "
-                "delimiter = :delimiter, rows_staged = :rows, staged_at = now(), error = NULL "
-                "WHERE id = :id"
-            ),
-            {
-                "header": _json(header.names),
-                "delimiter": header.delimiter,
-                "rows": records.records,
-                "id": batch.id,
-            },
-        )
         ctx.report(records.bytes_read, records.bytes_read, "bytes")
-        return _result(batch.id, records.records, header.names)
+        return {
+            **_result(batch.id, records.records, header.names),
+            "header": header.names,
+            "delimiter": header.delimiter,
+        }
 
     def on_failed(self, conn: Connection, params: dict, error: dict) -> None:
         conn.execute(

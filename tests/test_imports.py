@@ -1,0 +1,305 @@
+"""CSV imports: dialects, bad input, the HTTP routes, and purging. Jobs run for real."""
+
+import io
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from app.auth.services import Actor
+from app.customers import services as customers
+from app.db.session import session_scope
+from app.imports import service as imports
+from app.jobs.worker import run_now
+from tests.conftest import create_user, login
+
+ACTOR = Actor(None, "tests")
+
+
+@pytest.fixture(scope="module")
+def app(committed_env):
+    application = create_app({**committed_env, "MAX_UPLOAD_BYTES": "100000"})
+    yield application
+    application.extensions["backoffice"].close()
+
+
+@pytest.fixture(scope="module")
+def bo(app):
+    return app.extensions["backoffice"]
+
+
+@pytest.fixture(scope="module")
+def customer(bo):
+    with session_scope(bo.session_factory) as session:
+        return customers.create_customer(session, ACTOR, code="IMPORTS", name="Importer")
+
+
+@pytest.fixture(scope="module")
+def operator(app, bo):
+    user = create_user(bo.session_factory, "operator")
+    client = app.test_client()
+    return client, {"X-CSRF-Token": login(client, user.email)}
+
+
+def stage(bo, customer, content: bytes, **options):
+    """Receive bytes as an upload and run the import job here; the import and job after."""
+    with session_scope(bo.session_factory) as session:
+        batch = imports.receive(
+            session,
+            bo.references,
+            customer_id=customer.id,
+            created_by=None,
+            file_name="data.csv",
+            stream=io.BytesIO(content),
+            size_limit=10**9,
+            **options,
+        )
+        job_id = batch.job_id
+    outcome = run_now(bo, job_id)
+    with bo.session_factory() as session:
+        batch = imports.get_import(session, batch.id)
+        rows = (
+            imports.staged_rows(session, batch, offset=0, limit=1000)
+            if batch.status == "staged"
+            else None
+        )
+        return batch, outcome, rows
+
+
+def staging_tables(bo, import_id) -> list[str]:
+    with bo.engines.connect("data") as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'workspace' "
+                    "AND tablename LIKE :name"
+                ),
+                {"name": f"import\\_{import_id}%"},
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "expected"),
+    [
+        (b"\xef\xbb\xbfsku,name\nA1,Widget\n", {}, [(2, {"sku": "A1", "name": "Widget"})]),
+        (
+            b"sku,name\r\nA1,Widget\r\nA2,Gadget",
+            {},
+            [(2, {"sku": "A1", "name": "Widget"}), (3, {"sku": "A2", "name": "Gadget"})],
+        ),
+        (
+            b'sku,name\nA1,"two\nlines, and a ""quote"""\nA2,x\n',
+            {},
+            [
+                (2, {"sku": "A1", "name": 'two\nlines, and a "quote"'}),
+                (4, {"sku": "A2", "name": "x"}),
+            ],
+        ),
+        (b"sku;price\nA1;1,50\n", {}, [(2, {"sku": "A1", "price": "1,50"})]),
+        (b"sku\tname\nA1\tWid get\n", {}, [(2, {"sku": "A1", "name": "Wid get"})]),
+        (b"sku|name\nA1|x\n", {"delimiter": "|"}, [(2, {"sku": "A1", "name": "x"})]),
+        (b"sku,name\nA1,Caf\xe9\n", {"encoding": "latin-1"}, [(2, {"sku": "A1", "name": "Café"})]),
+        (
+            b"sku,name\nA1,\x80uro\n",
+            {"encoding": "windows-1252"},
+            [(2, {"sku": "A1", "name": "€uro"})],
+        ),
+        (b'sku,name,note\nA1,,""\n', {}, [(2, {"sku": "A1", "name": None, "note": ""})]),
+        (
+            b"sku,name\n\nA1,x\n\n\nA2,y\n\n",
+            {},
+            [(3, {"sku": "A1", "name": "x"}), (6, {"sku": "A2", "name": "y"})],
+        ),
+    ],
+    ids=[
+        "bom",
+        "crlf-no-final-newline",
+        "quoted-newlines",
+        "semicolon",
+        "tab",
+        "pipe",
+        "latin-1",
+        "windows-1252",
+        "empty-vs-missing",
+        "blank-lines",
+    ],
+)
+def test_csv_dialects_are_staged_with_their_source_lines(bo, customer, content, options, expected):
+    batch, outcome, rows = stage(bo, customer, content, **options)
+    assert (batch.status, outcome.status) == ("staged", "succeeded"), batch.error
+    assert [(r["line"], r["values"]) for r in rows] == expected
+    assert batch.rows_staged == len(expected)
+
+
+def test_a_header_only_file_is_a_valid_empty_import(bo, customer):
+    batch, _outcome, rows = stage(bo, customer, b"sku,name\n")
+    assert batch.status == "staged" and rows == [] and batch.header == ["sku", "name"]
+
+
+def test_blank_and_repeated_header_names_are_made_unique(bo, customer):
+    batch, _, rows = stage(bo, customer, b"sku,,SKU,sku\n1,2,3,4\n")
+    assert batch.header == ["sku", "column_2", "SKU_2", "sku_3"]
+    assert rows[0]["values"] == {"sku": "1", "column_2": "2", "SKU_2": "3", "sku_3": "4"}
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "line", "message"),
+    [
+        (b"a,b\n1,2\n3,\xff\n", {}, 3, 'invalid byte sequence for encoding "UTF8": 0xff'),
+        (b"a,b\n1,2\n3,4\x00\n", {}, 3, "NUL byte"),
+        (b"a,b\n1,2\n\n1,2,3\n", {}, 4, "more fields than the header's 2"),
+        (b"a,b\n1,2\n3\n", {}, 3, "fewer fields than the header's 2"),
+        (b'a,b\n1,2\n3,"open\n4,5\n', {}, 3, "unterminated quoted field"),
+        (b'a,b\n1,"two\nlines"\n3,4,5\n', {}, 4, "more fields than the header's 2"),
+        (b"", {}, 1, "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {}, 3, "NUL byte"),
+        (b"\xff\xfea\x00,\x00b\x00", {}, 1, "UTF-16 files are not supported"),
+        (b"a,b\n1,\x81\n", {"encoding": "windows-1252"}, 2, "has no equivalent in encoding"),
+    ],
+    ids=[
+        "bad-utf8",
+        "nul",
+        "extra-field",
+        "missing-field",
+        "unterminated-quote",
+        "line-after-multiline",
+        "empty",
+        "binary",
+        "utf-16",
+        "undefined-cp1252",
+    ],
+)
+def test_bad_files_fail_naming_the_line_and_leave_nothing_staged(
+    bo, customer, content, options, line, message
+):
+    batch, outcome, _rows = stage(bo, customer, content, **options)
+    assert batch.status == "failed" and outcome.status == "failed"
+    assert batch.error["line"] == line, batch.error
+    assert message in batch.error["message"]
+    assert f"line {line}" in outcome.error
+    assert staging_tables(bo, batch.id) == []
+    with bo.session_factory() as session:
+        job = session.get(imports.ImportBatch, batch.id)
+        assert job.rows_staged is None
+
+
+def test_unknown_encodings_and_delimiters_are_refused_before_any_work(bo, customer):
+    for options, message in [
+        ({"encoding": "utf-16"}, "not supported"),
+        ({"encoding": "klingon"}, "unknown encoding"),
+        ({"delimiter": ":"}, "delimiter must be"),
+    ]:
+        with bo.session_factory() as session, pytest.raises(imports.APIError, match=message):
+            imports.receive(
+                session,
+                bo.references,
+                customer_id=customer.id,
+                created_by=None,
+                file_name="x.csv",
+                stream=io.BytesIO(b"a\n"),
+                size_limit=100,
+                **options,
+            )
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+
+
+def upload(client, headers, content: bytes, name="data.csv", **form):
+    data = {"file": (io.BytesIO(content), name), **form}
+    return client.post(
+        "/api/imports", headers=headers, data=data, content_type="multipart/form-data"
+    )
+
+
+def test_upload_stage_and_read_rows_over_http(bo, customer, operator):
+    client, headers = operator
+    body = b"sku,name\n" + b"".join(b"S%d,N%d\n" % (n, n) for n in range(1, 251))
+    response = upload(
+        client, headers, body, name="../../etc/products.csv", customer_id=str(customer.id)
+    )
+    assert response.status_code == 202, response.json
+    created = response.json
+    assert created["job"]["status"] == "queued" and created["import"]["status"] == "pending"
+    assert created["import"]["file_name"] == "products.csv", "a name, never a path"
+    assert created["import"]["size_bytes"] == len(body)
+
+    run_now(bo, created["job"]["id"])
+    shown = client.get(f"/api/imports/{created['import']['id']}").json
+    assert shown["import"]["status"] == "staged" and shown["import"]["rows_staged"] == 250
+    assert shown["job"]["status"] == "succeeded"
+    page = client.get(f"/api/imports/{created['import']['id']}/rows?offset=100&limit=2").json
+    assert page["rows"] == [
+        {"line": 102, "values": {"sku": "S101", "name": "N101"}},
+        {"line": 103, "values": {"sku": "S102", "name": "N102"}},
+    ]
+    assert page["total"] == 250
+    assert client.get(f"/api/imports/{created['import']['id']}/errors").json == {"errors": []}
+    listed = client.get(f"/api/imports?customer_id={customer.id}").json["imports"]
+    assert created["import"]["id"] in [i["id"] for i in listed]
+
+
+def test_a_failed_import_shows_its_error_over_http(bo, customer, operator):
+    client, headers = operator
+    created = upload(client, headers, b"a,b\n1,2,3\n", customer_id=str(customer.id)).json
+    run_now(bo, created["job"]["id"])
+    errors = client.get(f"/api/imports/{created['import']['id']}/errors").json["errors"]
+    assert errors == [{"line": 2, "column": None, "message": "more fields than the header's 2"}]
+    rows = client.get(f"/api/imports/{created['import']['id']}/rows")
+    assert rows.status_code == 409 and rows.json["error"]["code"] == "not_staged"
+
+
+def test_uploads_name_a_known_active_customer(bo, operator):
+    client, headers = operator
+    with session_scope(bo.session_factory) as session:
+        asleep = customers.create_customer(
+            session, ACTOR, code="ASLEEP", name="Zz", status="inactive"
+        )
+    for customer_id, code in [
+        ("999999", "unknown_customer"),
+        (str(asleep.id), "inactive_customer"),
+        ("abc", "invalid_customer_id"),
+    ]:
+        response = upload(client, headers, b"a\n1\n", customer_id=customer_id)
+        assert response.status_code == 422 and response.json["error"]["code"] == code
+
+
+def test_uploads_over_the_limit_are_refused_and_nothing_is_kept(bo, customer, operator):
+    client, headers = operator
+    with bo.session_factory() as session:
+        before = len(imports.list_imports(session, limit=1000))
+    big = b"a\n" + b"1\n" * 60_000  # 120 kB against a 100 kB limit: refused from the headers
+    response = upload(client, headers, big, customer_id=str(customer.id))
+    assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
+    # Within the multipart slack, but over the limit: refused while storing, rolled back.
+    near = b"a\n" + b"1\n" * 52_000
+    response = upload(client, headers, near, customer_id=str(customer.id))
+    assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
+    with bo.session_factory() as session:
+        assert len(imports.list_imports(session, limit=1000)) == before
+    missing = client.post(
+        "/api/imports",
+        headers=headers,
+        data={"customer_id": "1"},
+        content_type="multipart/form-data",
+    )
+    assert missing.status_code == 422 and missing.json["error"]["code"] == "missing_field"
+
+
+def test_viewers_cannot_import(app, bo, customer):
+    viewer = create_user(bo.session_factory, "viewer")
+    client = app.test_client()
+    headers = {"X-CSRF-Token": login(client, viewer.email)}
+    assert upload(client, headers, b"a\n1\n", customer_id=str(customer.id)).status_code == 403
+    assert client.get("/api/imports").status_code == 200
+
+
+def test_purge_drops_staged_rows_and_keeps_the_record(bo, customer):
+    batch, _, _ = stage(bo, customer, b"a\n1\n")
+    assert staging_tables(bo, batch.id) == [f"import_{batch.id}"]
+    with session_scope(bo.session_factory) as session:
+        imports.purge(session, imports.get_import(session, batch.id))
+    assert staging_tables(bo, batch.id) == []
+    with bo.session_factory() as session:
+        assert imports.get_import(session, batch.id).status == "purged"
