@@ -29,6 +29,7 @@ def ready():
     bo = current_app.extensions["backoffice"]
     report = readiness(bo.engines)
     report["session_cache"] = bo.session_cache.stats()
+    report["reference_cache"] = bo.references.cache.stats()
     return jsonify(report), 200 if report["status"] == "ready" else 503
 
 

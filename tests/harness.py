@@ -148,3 +148,31 @@ def login(conn: Connection, email: str, password: str) -> dict[str, str]:
     cookie = reply.headers["Set-Cookie"].split(";", 1)[0]
     assert cookie.startswith(SESSION_COOKIE + "=")
     return {"Cookie": cookie, "X-CSRF-Token": reply.body["csrf_token"]}
+
+
+class WorkerProcess:
+    """`backoffice worker` as its own process, which a test may pause, resume or kill -9."""
+
+    def __init__(self, env: dict[str, str], concurrency: int = 1) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+        backoffice = os.path.join(os.path.dirname(sys.executable), "backoffice")
+        self.process = subprocess.Popen(
+            [backoffice, "worker", "--concurrency", str(concurrency)],
+            cwd=ROOT,
+            env={**clean, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.process.pid, signum)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=15)

@@ -1,5 +1,6 @@
 """Ending sessions reaches every worker of a real gunicorn within a second."""
 
+import json
 import time
 
 import pytest
@@ -144,3 +145,55 @@ def test_throttling_holds_across_workers(factory, workers):
             "POST", "/api/auth/login", body={"email": victim.email, "password": PASSWORD}
         )
         assert reply.status == 429 and int(reply.headers["Retry-After"]) > 0
+
+
+def upload(conn, headers, customer_id: int):
+    """POST /api/imports with a tiny CSV, as multipart, on one pinned connection."""
+    boundary = "----backoffice-test"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="customer_id"\r\n\r\n'
+        f'{customer_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="a.csv"\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\n\r\n--{boundary}--\r\n'
+    ).encode()
+    conn.conn.request(
+        "POST",
+        "/api/imports",
+        body=body,
+        headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    response = conn.conn.getresponse()
+    payload = json.loads(response.read())
+    return response.status, payload
+
+
+def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
+    factory, workers, admin
+):
+    from app.auth.services import Actor
+    from app.customers import services as customers
+    from app.db.session import session_scope
+
+    with session_scope(factory) as session:
+        customer = customers.create_customer(
+            session, Actor(None, "tests"), code="SPREAD", name="Spread"
+        )
+    for conn in workers:  # every worker has checked, and cached, the customer as active
+        status, payload = upload(conn, admin, customer.id)
+        assert status == 202, payload
+        before = conn.request("GET", "/health/ready").body["reference_cache"]
+        assert upload(conn, admin, customer.id)[0] == 202
+        after = conn.request("GET", "/health/ready").body["reference_cache"]
+        assert after["trusted"] and after["hits"] == before["hits"] + 1, "answered from cache"
+    reply = workers[0].request(
+        "PATCH", f"/api/customers/{customer.id}", body={"status": "inactive"}, headers=admin
+    )
+    assert reply.status == 200
+    started = time.monotonic()
+    pending = list(workers)
+    while pending and time.monotonic() - started < 5:
+        pending = [c for c in pending if upload(c, admin, customer.id)[0] == 202]
+    assert not pending, f"workers {[c.pid for c in pending]} still accept the customer"
+    assert time.monotonic() - started < 1.0
+    for conn in workers:
+        status, payload = upload(conn, admin, customer.id)
+        assert status == 422 and payload["error"]["code"] == "inactive_customer"
