@@ -1,5 +1,6 @@
 """The `backoffice` command as a user runs it: a real process, real databases."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -204,6 +205,8 @@ def test_import_command_runs_the_job_here_or_queues_it(env, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["import"]["status"] == "staged" and result["import"]["rows_staged"] == 1234
+    assert result["import"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result["import"]["size_bytes"] == path.stat().st_size
     assert result["job"]["status"] == "succeeded"
 
     queued = json.loads(

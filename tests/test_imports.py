@@ -1,5 +1,6 @@
 """CSV imports: dialects, bad input, the HTTP routes, and purging. Jobs run for real."""
 
+import hashlib
 import io
 
 import pytest
@@ -229,6 +230,7 @@ def test_upload_stage_and_read_rows_over_http(bo, customer, operator):
     shown = client.get(f"/api/imports/{created['import']['id']}").json
     assert shown["import"]["status"] == "staged" and shown["import"]["rows_staged"] == 250
     assert shown["job"]["status"] == "succeeded"
+    assert shown["import"]["sha256"] == hashlib.sha256(body).hexdigest()
     page = client.get(f"/api/imports/{created['import']['id']}/rows?offset=100&limit=2").json
     assert page["rows"] == [
         {"line": 102, "values": {"sku": "S101", "name": "N101"}},

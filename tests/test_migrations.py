@@ -1,6 +1,7 @@
 """The two Alembic trees: upgrade, downgrade, check, repair, and the wrong-database refusal."""
 
 import pytest
+from alembic import command
 from sqlalchemy import Column, Integer, Table, text
 
 from app.db import migrations
@@ -99,7 +100,7 @@ def test_a_tree_refuses_the_database_of_the_other_engine(fresh_app, split):
     with engines.begin(PRIMARY) as conn:
         cfg = migrations.alembic_config(DATA, split=True, connection=conn)
         with pytest.raises(migrations.WrongDatabase, match="serves the primary engine"):
-            migrations.command.upgrade(cfg, "heads")
+            command.upgrade(cfg, "heads")
     with engines.connect(PRIMARY) as conn:
         assert "workspace" not in set(
             conn.execute(text("SELECT nspname FROM pg_namespace")).scalars()

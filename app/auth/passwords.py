@@ -6,6 +6,8 @@ parameters verifies, and is replaced on the next successful login.
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -16,9 +18,12 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 MIN_LENGTH = 12
 MAX_LENGTH = 256
 
-# Verifying against this costs what a real verification costs, so an unknown email answers as
-# slowly as a wrong password.
-_DUMMY_HASH = HASHER.hash("not a password anyone has")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this costs what a real verification costs, so an unknown email
+    answers as slowly as a wrong password. Made on first use, not at import."""
+    return HASHER.hash("not a password anyone has")
 
 
 def hash_password(password: str) -> str:
@@ -27,7 +32,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return HASHER.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -12,20 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, inspect, text
 
 from app.db.base import metadata_of
 from app.db.engines import Engines
 from app.db.schemas import DATA, ENGINE_ROLES, PRIMARY, EngineRole, schemas_of
 from app.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# alembic is imported where it is used: with Mako and Pygments behind it, it costs about 100 ms
+# at the start of every command that does not migrate (`backoffice import`, the workers).
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TREE_DIRS: dict[EngineRole, str] = {PRIMARY: "migrations_primary", DATA: "migrations_data"}
@@ -81,6 +82,8 @@ def context_options(role: EngineRole) -> dict[str, Any]:
 def alembic_config(
     role: EngineRole, *, split: bool, connection: Connection | None = None
 ) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(PROJECT_ROOT / TREE_DIRS[role]))
     cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
@@ -89,6 +92,8 @@ def alembic_config(
 
 
 def script_directory(role: EngineRole) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(role, split=False))
 
 
@@ -183,6 +188,9 @@ class TreeStatus:
 
 
 def tree_status(conn: Connection, role: EngineRole) -> TreeStatus:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.util.exc import CommandError
+
     script = script_directory(role)
     context = MigrationContext.configure(
         conn,
@@ -216,6 +224,9 @@ def status(engines: Engines, trees: Iterable[EngineRole] = ENGINE_ROLES) -> list
 
 def schema_drift(conn: Connection, role: EngineRole) -> list[str]:
     """What differs between the live schema and the models, one line each."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(conn, opts=context_options(role))
     lines = [f"missing schema {s}" for s in sorted(set(schemas_of(role)) - _live_schemas(conn))]
     for diff in compare_metadata(context, context_options(role)["target_metadata"]):
@@ -290,18 +301,24 @@ def upgrade(
     engines: Engines, trees: Iterable[EngineRole] = ENGINE_ROLES, revision: str = "heads"
 ) -> None:
     """Bring trees to `revision`, one after the other, each in its own committed transaction."""
+    from alembic import command
+
     for role in trees:
         with engines.begin(role) as conn:
             command.upgrade(alembic_config(role, split=engines.split, connection=conn), revision)
 
 
 def downgrade(engines: Engines, role: EngineRole, revision: str) -> None:
+    from alembic import command
+
     with engines.begin(role) as conn:
         command.downgrade(alembic_config(role, split=engines.split, connection=conn), revision)
 
 
 def repair(engines: Engines, role: EngineRole) -> str:
     """Stamp head on a database whose schema matches the models but whose version is missing."""
+    from alembic import command
+
     with engines.begin(role) as conn:
         check_role(conn, role, split=engines.split)
         st = tree_status(conn, role)
@@ -322,6 +339,8 @@ def repair(engines: Engines, role: EngineRole) -> str:
 
 
 def revision(engines: Engines, role: EngineRole, message: str, *, autogenerate: bool) -> None:
+    from alembic import command
+
     with engines.begin(role) as conn:
         command.revision(
             alembic_config(role, split=engines.split, connection=conn),

@@ -18,10 +18,12 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import hashlib
 import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import BinaryIO
 
 CHUNK = 1 << 18
@@ -104,6 +106,7 @@ class Header:
     lines: int  # physical lines the header takes
     size: int  # bytes, including the BOM
     crlf: bool = False  # lines end with CR LF
+    raw: bytes = b""  # the header's bytes as read, BOM included
 
 
 def unique_names(raw: list[str]) -> list[str]:
@@ -160,7 +163,12 @@ def read_header(stream: io.BufferedReader, codec: str, delimiter: str | None) ->
     if len(fields) > MAX_COLUMNS:
         raise CsvError(f"{len(fields)} columns; at most {MAX_COLUMNS} are supported", line=1)
     return Header(
-        unique_names(fields), delimiter, lines, bom + len(raw), crlf=raw.endswith(b"\r\n")
+        unique_names(fields),
+        delimiter,
+        lines,
+        bom + len(raw),
+        crlf=raw.endswith(b"\r\n"),
+        raw=start[:bom] + raw,
     )
 
 
@@ -174,6 +182,15 @@ def detect_delimiter(header: str) -> str:
     return best
 
 
+BLANK = (b"", b"\r")
+
+
+def _has_odd_quotes(lines: list[bytes]) -> bool:
+    """Whether a line opens (or closes) a quoted field that spans lines. The counting runs in
+    C: one `bytes.count` per line, gathered into a set of the distinct counts."""
+    return any(count & 1 for count in set(map(bytes.count, lines, repeat(b'"'))))
+
+
 class RecordStream:
     """The data records after the header, each prefixed with `<record>,<line>,`.
 
@@ -183,6 +200,7 @@ class RecordStream:
 
     def __init__(self, stream: BinaryIO, header: Header, delimiter: str) -> None:
         self.stream = stream
+        self.digest = hashlib.sha256(header.raw)  # of the whole file, as it streams by
         self.crlf = header.crlf
         self.sep = delimiter.encode()
         self.records = 0
@@ -210,6 +228,7 @@ class RecordStream:
             if not chunk:
                 break
             self.bytes_read += len(chunk)
+            self.digest.update(chunk)
             if b"\x00" in chunk:
                 before = tail + chunk[: chunk.index(b"\x00")]
                 raise CsvError(
@@ -223,7 +242,7 @@ class RecordStream:
                 continue
             body, tail = data[:cut], data[cut + 1 :]
             parts = body.split(b"\n")
-            if pending is None and (b'"' not in body or not any(p.count(b'"') & 1 for p in parts)):
+            if pending is None and (b'"' not in body or not _has_odd_quotes(parts)):
                 out = self._one_line_records(parts)
             else:
                 out, pending = self._records(parts, pending)
@@ -243,7 +262,7 @@ class RecordStream:
 
     def _one_line_records(self, parts: list[bytes]) -> bytes:
         """Lines that are each one record (the common case): prefix them in bulk."""
-        if any(not p.strip(b"\r") for p in parts):
+        if b"" in parts or b"\r" in parts:
             out, _ = self._records(parts, None)  # blank lines among them: go line by line
             return out
         first_record, first_line, sep = self.records + 1, self.lines + 1, self.sep
@@ -270,7 +289,7 @@ class RecordStream:
         for p in parts:
             self.lines += 1
             if pending is None:
-                if not p.strip(b"\r"):
+                if p in BLANK:
                     continue
                 if p.count(b'"') & 1:  # a quoted field runs on to the next line
                     pending, self._pending_line = [p], self.lines

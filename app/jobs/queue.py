@@ -108,7 +108,7 @@ SWEEP = text(
     SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
         error = CASE WHEN cancel_requested THEN error
                      ELSE format('its worker was lost %s times; gave up', attempt) END,
-        finished_at = now(), lease_expires_at = NULL
+        finished_at = clock_timestamp(), lease_expires_at = NULL
     WHERE status = 'running' AND lease_expires_at < now()
       AND (attempt >= max_attempts OR cancel_requested)
     RETURNING id, kind, status

@@ -106,7 +106,7 @@ class JobContext:
         conn.execute(
             text(
                 "UPDATE workspace.jobs SET status = :status, result = CAST(:result AS jsonb), "
-                "finished_at = now(), lease_expires_at = NULL, progress_done = :done, "
+                "finished_at = clock_timestamp(), lease_expires_at = NULL, progress_done = :done, "
                 "progress_total = :total, progress_unit = :unit WHERE id = :id"
             ),
             {
@@ -248,7 +248,7 @@ def _end(ctx: JobContext, handler, status: str, error: str | None, details: dict
             conn.execute(
                 text(
                     "UPDATE workspace.jobs SET status = :status, error = :error, "
-                    "finished_at = now(), lease_expires_at = NULL WHERE id = :id"
+                    "finished_at = clock_timestamp(), lease_expires_at = NULL WHERE id = :id"
                 ),
                 {"status": status, "error": error, "id": ctx.claim.job_id},
             )
