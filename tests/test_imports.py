@@ -305,3 +305,14 @@ def test_purge_drops_staged_rows_and_keeps_the_record(bo, customer):
     assert staging_tables(bo, batch.id) == []
     with bo.session_factory() as session:
         assert imports.get_import(session, batch.id).status == "purged"
+
+
+def test_a_customer_with_imports_cannot_be_deleted(bo):
+    with session_scope(bo.session_factory) as session:
+        owner = customers.create_customer(session, ACTOR, code="KEEPER", name="Keeper")
+    stage(bo, owner, b"a\n1\n")
+    with bo.session_factory() as session, pytest.raises(imports.APIError) as info:
+        customers.delete_customer(session, ACTOR, customers.get_customer(session, owner.id))
+    assert info.value.code == "customer_has_data"
+    assert "1 row(s) in workspace.imports" in info.value.message
+    assert "1 row(s) in workspace.jobs" in info.value.message

@@ -210,7 +210,9 @@ class ImportJob:
             with cursor.copy(copy) as pipe:
                 for chunk in records:
                     pipe.write(chunk)
-                    ctx.report(records.bytes_read, batch.size_bytes or None, "bytes")
+                    ctx.report(
+                        records.bytes_read, batch.size_bytes or None, "bytes", rows=records.records
+                    )
                     ctx.check()
         except CsvError as exc:
             raise JobFailed(exc.message, line=exc.line, column=exc.column) from None
@@ -220,7 +222,7 @@ class ImportJob:
         except psycopg.DataError as exc:  # the server's CSV parser or encoding check
             raise _copy_failure(exc, records, header.names) from None
         cursor.execute(sql.SQL("CREATE INDEX ON {} USING brin (rec)").format(table))
-        ctx.report(records.bytes_read, records.bytes_read, "bytes")
+        ctx.report(records.bytes_read, records.bytes_read, "bytes", rows=records.records)
         return {
             **_result(batch.id, records.records, header.names),
             "header": header.names,

@@ -58,6 +58,8 @@ class ProgressBar:
         parts = [f"{self.label}: {_amount(done, progress.unit)}"]
         if total:
             parts[0] += f" / {_amount(total, progress.unit)} ({100 * done / total:3.0f}%)"
+        if progress.rows is not None:
+            parts.append(f"{progress.rows:,} rows ({progress.rows / elapsed:,.0f}/s)")
         parts.append(f"{_amount(rate, progress.unit)}/s")
         if total and rate > 0:
             parts.append(f"ETA {max(total - done, 0) / rate:4.0f}s")

@@ -49,6 +49,7 @@ class Progress:
     done: int = 0
     total: int | None = None
     unit: str | None = None
+    rows: int | None = None  # rows so far, when the unit is not rows (an import counts bytes)
 
 
 @dataclass
@@ -66,9 +67,18 @@ class JobContext:
     def params(self) -> dict[str, Any]:
         return self.claim.params
 
-    def report(self, done: int, total: int | None = None, unit: str | None = None) -> None:
+    def report(
+        self,
+        done: int,
+        total: int | None = None,
+        unit: str | None = None,
+        rows: int | None = None,
+    ) -> None:
         self.progress = Progress(
-            done, total if total is not None else self.progress.total, unit or self.progress.unit
+            done,
+            total if total is not None else self.progress.total,
+            unit or self.progress.unit,
+            rows,
         )
         if self.on_progress is not None:
             self.on_progress(self.progress)
