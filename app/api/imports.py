@@ -94,6 +94,16 @@ def import_rows(import_id: int):
 @bp.get("/<int:import_id>/errors")
 @allow("viewer")
 def import_errors(import_id: int):
-    batch = imports.get_import(db_session(), import_id)
-    errors = [batch.error] if batch.error else []
-    return jsonify(errors=errors)
+    """Why the import failed (a line, column and message), and the rows its transforms
+    rejected (with the value), newest transform first."""
+    from app.transforms import service as transforms
+
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    offset = query_int("offset", 0)
+    limit = query_int("limit", 100, minimum=1, maximum=1000)
+    rows, total = transforms.errors_of_import(db, import_id, offset=offset, limit=limit)
+    errors = ([batch.error] if batch.error and offset == 0 else []) + [r.as_dict() for r in rows]
+    return jsonify(
+        errors=errors, total=total + (1 if batch.error else 0), offset=offset, limit=limit
+    )

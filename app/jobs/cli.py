@@ -160,6 +160,62 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
     _run_or_queue(job_id, run_async, as_json, "staging", _describe_import(import_id))
 
 
+def _describe_transform(transform_id: int):
+    def describe(session, job):
+        from app.transforms import service as transforms
+
+        return {"transform": transforms.get(session, transform_id).as_dict(), "job": job.as_dict()}
+
+    return describe
+
+
+@click.command("transform")
+@click.argument("import_id", type=int)
+@click.option("--dataset", required=True, help="products, rates, ...")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=HEADER",
+    help="Take a dataset column from a header of another name (repeatable).",
+)
+@click.option(
+    "--max-rejects",
+    type=click.IntRange(min=0),
+    help="Fail, publishing nothing, above this many rejected rows.",
+)
+@click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@with_appcontext
+def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_json) -> None:
+    """Cast a staged import into a dataset's reference table for its customer."""
+    from app.transforms import service as transforms
+
+    mapping = {}
+    for item in mappings:
+        column, sep, header = item.partition("=")
+        if not sep or not column:
+            raise click.BadParameter(f"{item!r}: use COLUMN=HEADER", param_hint="--map")
+        mapping[column.strip()] = header
+    bo = _bo()
+    try:
+        with _scope() as session:
+            t = transforms.create(
+                session,
+                bo.references,
+                import_id=import_id,
+                dataset=dataset,
+                mapping=mapping or None,
+                max_rejects=max_rejects,
+                created_by=None,
+                max_attempts=bo.settings.job_max_attempts,
+            )
+            transform_id, job_id = t.id, t.job_id
+    except APIError as exc:
+        _refuse(exc)
+    _run_or_queue(job_id, run_async, as_json, "transforming", _describe_transform(transform_id))
+
+
 @click.command("worker")
 @click.option(
     "--concurrency",
@@ -245,6 +301,34 @@ def imports_cli() -> None:
     pass
 
 
+@imports_cli.command("errors")
+@click.argument("import_id", type=int)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def imports_errors(import_id: int, limit: int, as_json: bool) -> None:
+    """What is wrong in an import: why it failed, and the rows its transforms rejected."""
+    from app.transforms import service as transforms
+
+    try:
+        with _scope() as session:
+            batch = imports.get_import(session, import_id)
+            rows, total = transforms.errors_of_import(session, import_id, offset=0, limit=limit)
+            errors = ([batch.error] if batch.error else []) + [r.as_dict() for r in rows]
+    except APIError as exc:
+        _refuse(exc)
+    if as_json:
+        click.echo(json.dumps({"errors": errors, "total": total + bool(batch.error)}))
+        return
+    for e in errors:
+        where = f"line {e['line']}" if e.get("line") else "file"
+        column = f", {e['column']}" if e.get("column") else ""
+        value = f" ({e['value']!r})" if e.get("value") is not None else ""
+        click.echo(f"{where}{column}: {e['message']}{value}")
+    if total > len(rows):
+        click.echo(f"... {total - len(rows)} more (--limit)")
+
+
 @imports_cli.command("purge")
 @click.option("--older-than", "age", required=True, help="An age: 30d, 12h, 90m.")
 @click.option("--dry-run", is_flag=True)
@@ -266,4 +350,4 @@ def imports_purge(age: str, dry_run: bool) -> None:
     click.echo(f"{len(ids)} import(s) {'to purge' if dry_run else 'purged'}")
 
 
-COMMANDS = (import_command, worker_command, jobs_cli, imports_cli)
+COMMANDS = (import_command, transform_command, worker_command, jobs_cli, imports_cli)

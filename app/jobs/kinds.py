@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from app.imports.service import ImportJob
+from app.transforms.service import TransformJob
 
 KIND_HANDLERS = {
     "import": ImportJob(),
+    "transform": TransformJob(),
 }

@@ -1,4 +1,5 @@
-"""The `workspace` schema: jobs, and imports with their uploaded files and staged rows.
+"""The `workspace` schema: jobs; imports with their uploaded files and staged rows; transforms
+and their rejected rows; exports.
 
 Staged rows live in one table per import, `workspace.import_<id>` (a `line` column, then one
 text column per header field), created by the import job and dropped by the purge; they are not
@@ -161,3 +162,109 @@ class ImportFile(DataBase):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Transform(DataBase):
+    """One import cast into one dataset; its counts once published."""
+
+    __tablename__ = "transforms"
+    __table_args__ = (Index("ix_transforms_import_id", "import_id"), SCHEMA)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("workspace.imports.id", ondelete="CASCADE"))
+    dataset: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[int] = mapped_column(BigInteger)  # customer.customers.id
+    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
+    mapping: Mapped[dict[str, str]] = mapped_column(JSONB)  # dataset field -> header name
+    extra_headers: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    max_rejects: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    counts: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "import_id": self.import_id,
+            "dataset": self.dataset,
+            "customer_id": self.customer_id,
+            "created_by": self.created_by,
+            "job_id": self.job_id,
+            "mapping": self.mapping,
+            "extra_headers": self.extra_headers,
+            "max_rejects": self.max_rejects,
+            "status": self.status,
+            **(self.counts or {}),
+            "error": self.error,
+            "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+class TransformError(DataBase):
+    """A staged row a transform rejected: where, which field, the value and why."""
+
+    __tablename__ = "transform_errors"
+    __table_args__ = (Index("ix_transform_errors_import_line", "import_id", "line"), SCHEMA)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    transform_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.transforms.id", ondelete="CASCADE")
+    )
+    import_id: Mapped[int] = mapped_column(BigInteger)
+    line: Mapped[int] = mapped_column(BigInteger)
+    column: Mapped[str] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "transform_id": self.transform_id,
+            "line": self.line,
+            "column": self.column,
+            "value": self.value,
+            "message": self.reason,
+        }
+
+
+class Export(DataBase):
+    """A dataset written out for a customer, to a file under EXPORT_DIR with a made-up name."""
+
+    __tablename__ = "exports"
+    __table_args__ = (
+        CheckConstraint("format IN ('csv', 'csv.gz')", name="format_valid"),
+        SCHEMA,
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dataset: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[int] = mapped_column(BigInteger)  # customer.customers.id
+    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
+    format: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    file_name: Mapped[str | None] = mapped_column(Text)  # generated; never the user's
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "dataset": self.dataset,
+            "customer_id": self.customer_id,
+            "created_by": self.created_by,
+            "job_id": self.job_id,
+            "format": self.format,
+            "status": self.status,
+            "rows": self.rows,
+            "size_bytes": self.size_bytes,
+            "error": self.error,
+            "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at),
+        }

@@ -1,0 +1,53 @@
+"""/api/transforms and /api/datasets: cast a staged import into a dataset, see the datasets."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask_login import current_user
+
+from app.api.body import json_body
+from app.auth.access import allow
+from app.datasets import DATASETS
+from app.db.session import db_session
+from app.jobs import queue
+from app.transforms import service as transforms
+
+bp = Blueprint("transforms", __name__)
+
+
+@bp.get("/api/datasets")
+@allow("viewer")
+def list_datasets():
+    return jsonify(datasets=[d.as_dict() for d in DATASETS.values()])
+
+
+@bp.post("/api/transforms")
+@allow("operator")
+def create_transform():
+    body = json_body(
+        allowed={"import_id", "dataset", "mapping", "max_rejects"},
+        required={"import_id", "dataset"},
+    )
+    bo = current_app.extensions["backoffice"]
+    db = db_session()
+    t = transforms.create(
+        db,
+        bo.references,
+        import_id=body["import_id"],
+        dataset=body["dataset"],
+        mapping=body.get("mapping"),
+        max_rejects=body.get("max_rejects"),
+        created_by=current_user.user_id,
+        max_attempts=bo.settings.job_max_attempts,
+    )
+    db.commit()
+    return jsonify(transform=t.as_dict(), job=queue.get_job(db, t.job_id).as_dict()), 202
+
+
+@bp.get("/api/transforms/<int:transform_id>")
+@allow("viewer")
+def get_transform(transform_id: int):
+    db = db_session()
+    t = transforms.get(db, transform_id)
+    job = queue.get_job(db, t.job_id).as_dict() if t.job_id else None
+    return jsonify(transform=t.as_dict(), job=job)

@@ -1,0 +1,118 @@
+"""How a dataset is declared: its fields, natural key and rules, and the table they make.
+
+A dataset is one module in this package (see products.py) plus one data-engine revision that
+creates `reference.<name>`. The transform casts and checks every staged row against the
+declaration in SQL (app/transforms/sql.py); the table keeps one row per customer and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Numeric,
+    Table,
+    Text,
+    func,
+)
+
+from app.db.base import DataBase
+
+TYPES = {
+    "text": Text,
+    "numeric": Numeric,
+    "boolean": Boolean,
+    "date": Date,
+    "timestamp": lambda: DateTime(timezone=True),
+    "currency": Text,  # an ISO 4217 code, upper case
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # one of TYPES
+    required: bool = False
+    nonnegative: bool = False  # numeric >= 0
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"field {self.name}: unknown type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check across fields, in SQL over the cast values; true (or null) means the row is fine."""
+
+    sql: str
+    column: str  # the field an error is reported on
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    fields: tuple[Field, ...]
+    key: tuple[str, ...]
+    rules: tuple[Rule, ...] = ()
+    table: Table = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        missing = [k for k in self.key if k not in names]
+        if missing:
+            raise ValueError(f"dataset {self.name}: key field(s) {missing} are not fields")
+        object.__setattr__(self, "table", reference_table(self))
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "key": list(self.key),
+            "columns": [
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    "required": f.required,
+                    **({"minimum": 0} if f.nonnegative else {}),
+                }
+                for f in self.fields
+            ],
+            "rules": [{"column": r.column, "rule": r.reason} for r in self.rules],
+        }
+
+
+def reference_table(dataset: Dataset) -> Table:
+    """`reference.<name>`: the fields, typed, one row per customer and key (NULLs in the key
+    are one value, as a file means them)."""
+    columns = [Column("customer_id", BigInteger, nullable=False)]  # customer.customers.id
+    for f in dataset.fields:
+        columns.append(Column(f.name, TYPES[f.type](), nullable=not f.required))
+    columns += [
+        Column("source_import_id", BigInteger, nullable=False),  # the import it last came from
+        Column("loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+    return Table(
+        dataset.name,
+        DataBase.metadata,
+        *columns,
+        Index(
+            f"uq_{dataset.name}_customer_key",
+            "customer_id",
+            *dataset.key,
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+        schema="reference",
+    )

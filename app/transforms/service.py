@@ -1,0 +1,274 @@
+"""Transforms: an import's staged text cast into a dataset's reference table for its customer.
+
+One job, one transaction on the data engine: reject pass (rows that break a rule go to
+`workspace.transform_errors`, batch by batch, reporting progress), then one upsert of the valid
+rows, then the fenced publish. Readers of `reference` see the whole transform or none of it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, func, select, text
+
+from app.datasets import DATASETS
+from app.db.session import BackofficeSession
+from app.errors import APIError
+from app.jobs import queue
+from app.jobs.runner import JobContext, JobFailed
+from app.models.data.workspace import ImportBatch, Transform, TransformError
+from app.transforms.sql import Plan
+
+BATCH = 500_000  # rows checked per statement of the reject pass (one progress step)
+COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
+
+
+def normalize(name: str) -> str:
+    """Header matching ignores case, spaces, dashes and underscores."""
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+def resolve_mapping(
+    dataset_name: object, header: list[str], explicit: object
+) -> tuple[dict[str, str], list[str]]:
+    """(field -> header name, extra headers). Refuses unknown fields or headers, and required
+    fields that nothing maps, naming them, before any work starts."""
+    dataset = DATASETS.get(dataset_name) if isinstance(dataset_name, str) else None
+    if dataset is None:
+        raise APIError(
+            f"unknown dataset {dataset_name!r}; known: {', '.join(DATASETS)}",
+            code="unknown_dataset",
+            status=422,
+        )
+    fields = {f.name for f in dataset.fields}
+    mapping: dict[str, str] = {}
+    if explicit is not None:
+        if not isinstance(explicit, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in explicit.items()
+        ):
+            raise APIError(
+                "mapping must be an object of column: header", code="invalid_field", status=422
+            )
+        for field, head in explicit.items():
+            if field not in fields:
+                raise APIError(
+                    f"mapping names {field!r}, which is not a column of {dataset.name}",
+                    code="invalid_mapping",
+                    status=422,
+                )
+            if head not in header:
+                raise APIError(
+                    f"mapping names header {head!r}, which the file does not have",
+                    code="invalid_mapping",
+                    status=422,
+                )
+            mapping[field] = head
+    by_normal = {}
+    for head in header:
+        by_normal.setdefault(normalize(head), head)
+    for f in dataset.fields:
+        if f.name not in mapping and normalize(f.name) in by_normal:
+            mapping[f.name] = by_normal[normalize(f.name)]
+    missing = [f.name for f in dataset.fields if f.required and f.name not in mapping]
+    if missing:
+        raise APIError(
+            f"required column(s) {', '.join(missing)} of {dataset.name} match no header of the "
+            f"file ({', '.join(header)}); map them with column=header",
+            code="unmapped_columns",
+            status=422,
+        )
+    used = set(mapping.values())
+    return mapping, [h for h in header if h not in used]
+
+
+def create(
+    session: BackofficeSession,
+    references,
+    *,
+    import_id: object,
+    dataset: object,
+    mapping: object = None,
+    max_rejects: object = None,
+    created_by: int | None,
+    max_attempts: int = 3,
+) -> Transform:
+    if not isinstance(import_id, int) or isinstance(import_id, bool):
+        raise APIError("import_id must be a whole number", code="invalid_field", status=422)
+    if max_rejects is not None and (
+        not isinstance(max_rejects, int) or isinstance(max_rejects, bool) or max_rejects < 0
+    ):
+        raise APIError(
+            "max_rejects must be a whole number of at least 0", code="invalid_field", status=422
+        )
+    batch = session.get(ImportBatch, import_id) if 0 < import_id < 2**63 else None
+    if batch is None:
+        raise APIError(f"no import with id {import_id}", code="not_found", status=404)
+    if batch.status != "staged":
+        raise APIError(
+            f"import {import_id} is {batch.status}, not staged", code="not_staged", status=409
+        )
+    references.customer(session, batch.customer_id)
+    resolved, extra = resolve_mapping(dataset, batch.header or [], mapping)
+    transform = Transform(
+        import_id=batch.id,
+        dataset=dataset,
+        customer_id=batch.customer_id,
+        created_by=created_by,
+        mapping=resolved,
+        extra_headers=extra,
+        max_rejects=max_rejects,
+    )
+    session.add(transform)
+    session.flush()
+    job = queue.enqueue(
+        session,
+        "transform",
+        {"transform_id": transform.id},
+        customer_id=batch.customer_id,
+        created_by=created_by,
+        max_attempts=max_attempts,
+    )
+    transform.job_id = job.id
+    session.flush()
+    return transform
+
+
+def get(session: BackofficeSession, transform_id: int) -> Transform:
+    transform = session.get(Transform, transform_id) if 0 < transform_id < 2**63 else None
+    if transform is None:
+        raise APIError(f"no transform with id {transform_id}", code="not_found", status=404)
+    return transform
+
+
+def errors_of_import(
+    session: BackofficeSession, import_id: int, *, offset: int, limit: int
+) -> tuple[list[TransformError], int]:
+    query = select(TransformError).where(TransformError.import_id == import_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(TransformError.transform_id.desc(), TransformError.line, TransformError.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), total
+
+
+class TransformJob:
+    def run(self, ctx: JobContext) -> dict[str, Any]:
+        transform_id = ctx.params["transform_id"]
+        with ctx.data_transaction() as conn:
+            t = conn.execute(select(Transform.__table__).where(Transform.id == transform_id)).one()
+            if t.status == "succeeded":  # a retry after a publish that did commit
+                result = {"transform_id": t.id, **t.counts}
+                ctx.publish(conn, result)
+                return result
+            batch = conn.execute(
+                select(ImportBatch.__table__).where(ImportBatch.id == t.import_id)
+            ).one()
+            version = conn.execute(text("SHOW server_version_num")).scalar()
+            if int(version) < 160000:
+                raise JobFailed("transforms need PostgreSQL 16 or newer on the data engine")
+            conn.execute(text("SET LOCAL timezone = 'UTC'"))
+            conn.execute(text("SET LOCAL work_mem = '64MB'"))
+            header = batch.header or []
+            plan = Plan(
+                DATASETS[t.dataset],
+                f"import_{batch.id}",
+                {f: header.index(h) + 1 for f, h in t.mapping.items()},
+            )
+            cursor = conn.connection.dbapi_connection.cursor()
+            total = batch.rows_staged or 0
+            rejected = 0
+            reject = plan.reject(t.id, batch.id)
+            for low in range(0, max(total, 1), BATCH):
+                ctx.check()
+                rows, _values = cursor.execute(reject, (low, low + BATCH)).fetchone()
+                rejected += rows
+                ctx.report(min(low + BATCH, total), total, "rows")
+            counts = {"rejected": rejected}
+            if t.max_rejects is not None and rejected > t.max_rejects:
+                counts.update(inserted=0, updated=0, unchanged=0, superseded=0)
+                return self._refuse(ctx, conn, t, counts)
+            counts.update(self._upsert(cursor, plan, t, batch, total - rejected))
+            result = {"transform_id": t.id, **counts, "extra_headers": t.extra_headers}
+            conn.execute(
+                text(
+                    "UPDATE workspace.transforms SET status = 'succeeded', "
+                    "counts = CAST(:counts AS jsonb), finished_at = clock_timestamp() "
+                    "WHERE id = :id"
+                ),
+                {"counts": _json({k: counts[k] for k in COUNTS}), "id": t.id},
+            )
+            ctx.publish(conn, result)
+        return result
+
+    def _upsert(self, cursor, plan: Plan, t, batch, valid: int) -> dict[str, int]:
+        """Without sorting when the file has no repeated key (the usual case); when it has,
+        PostgreSQL says so and the last row of each key is kept instead."""
+        cursor.execute("SAVEPOINT upsert")
+        try:
+            inserted, updated = cursor.execute(
+                plan.upsert(t.customer_id, batch.id, deduplicate=False)
+            ).fetchone()
+            distinct = valid
+        except psycopg.errors.CardinalityViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT upsert")
+            inserted, updated = cursor.execute(
+                plan.upsert(t.customer_id, batch.id, deduplicate=True)
+            ).fetchone()
+            distinct = cursor.execute(plan.distinct_valid()).fetchone()[0]
+        cursor.execute("RELEASE SAVEPOINT upsert")
+        return {
+            "inserted": inserted,
+            "updated": updated,
+            "unchanged": distinct - inserted - updated,
+            "superseded": valid - distinct,
+        }
+
+    def _refuse(self, ctx: JobContext, conn: Connection, t, counts: dict) -> dict[str, Any]:
+        """Over the reject limit: nothing published, the errors kept for reading."""
+        message = (
+            f"{counts['rejected']} rows rejected, more than the limit of "
+            f"{t.max_rejects}; nothing was published"
+        )
+        conn.execute(
+            text(
+                "UPDATE workspace.transforms SET status = 'failed', error = :error, "
+                "counts = CAST(:counts AS jsonb), finished_at = clock_timestamp() "
+                "WHERE id = :id"
+            ),
+            {"error": message, "counts": _json(counts), "id": t.id},
+        )
+        result = {"transform_id": t.id, **counts}
+        ctx.publish(conn, result, status="failed")
+        conn.execute(
+            text("UPDATE workspace.jobs SET error = :e WHERE id = :id"),
+            {"e": message, "id": ctx.claim.job_id},
+        )
+        return result
+
+    def on_failed(self, conn: Connection, params: dict, error: dict) -> None:
+        conn.execute(
+            text(
+                "UPDATE workspace.transforms SET status = 'failed', error = :e, "
+                "finished_at = clock_timestamp() WHERE id = :id AND status = 'pending'"
+            ),
+            {"e": error.get("message"), "id": params["transform_id"]},
+        )
+
+    def on_cancelled(self, conn: Connection, params: dict) -> None:
+        conn.execute(
+            text(
+                "UPDATE workspace.transforms SET status = 'cancelled', "
+                "finished_at = clock_timestamp() WHERE id = :id AND status = 'pending'"
+            ),
+            {"id": params["transform_id"]},
+        )
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,226 @@
+"""The transform's SQL, generated from a dataset's declaration: every row cast and checked in
+the database, never in Python.
+
+For each field, over the staged text (trimmed; empty is missing):
+- a cast that gives NULL instead of failing when the value is malformed, so one statement
+  handles millions of rows without stopping at the first bad one;
+- a reason when the value breaks its field's rules (required, format, minimum), and one per
+  cross-field rule, evaluated on the cast values.
+
+The value rules (docs/DATASETS.md): numbers are digits with an optional sign and `.` as the
+decimal mark (no thousands separators, no comma decimals, no exponents); booleans are
+true/false, yes/no, 1/0, t/f in any case; dates are ISO `YYYY-MM-DD`; timestamps are ISO dates
+with an optional time and offset (UTC when none); currencies are ISO 4217 codes, any case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from app.datasets.base import Dataset, Field
+from app.transforms.currencies import ISO_4217
+
+NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+TIMESTAMP = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+)
+BOOLEANS = ("true", "false", "yes", "no", "1", "0", "t", "f")
+TRUE = ("true", "yes", "1", "t")
+
+REASONS = {
+    "numeric": "not a number (digits, an optional sign and '.' as the decimal mark; no "
+    "thousands separators)",
+    "boolean": "not a boolean (true/false, yes/no, 1/0, t/f)",
+    "date": "not a date (YYYY-MM-DD)",
+    "timestamp": "not a timestamp (YYYY-MM-DD, optionally THH:MM[:SS] and an offset)",
+    "currency": "not an ISO 4217 currency code",
+}
+
+
+def _lit(value: str) -> sql.Composable:
+    return sql.Literal(value)
+
+
+def cast_of(f: Field, raw: sql.Composable) -> sql.Composable:
+    """The typed value, or NULL when `raw` is missing or malformed."""
+    if f.type == "text":
+        return raw
+    if f.type == "numeric":
+        return sql.SQL("CASE WHEN length({r}) <= 40 AND {r} ~ {p} THEN {r}::numeric END").format(
+            r=raw, p=_lit(NUMBER)
+        )
+    if f.type == "boolean":
+        return sql.SQL("CASE WHEN lower({r}) IN ({all}) THEN lower({r}) IN ({yes}) END").format(
+            r=raw,
+            all=sql.SQL(", ").join(map(_lit, BOOLEANS)),
+            yes=sql.SQL(", ").join(map(_lit, TRUE)),
+        )
+    if f.type in ("date", "timestamp"):
+        pattern, pg_type = (DATE, "date") if f.type == "date" else (TIMESTAMP, "timestamptz")
+        return sql.SQL(
+            "CASE WHEN {r} ~ {p} AND pg_input_is_valid({r}, {t}) THEN {r}::{cast} END"
+        ).format(r=raw, p=_lit(pattern), t=_lit(pg_type), cast=sql.SQL(pg_type))
+    if f.type == "currency":
+        return sql.SQL("CASE WHEN upper({r}) = ANY({codes}) THEN upper({r}) END").format(
+            r=raw, codes=sql.Literal(sorted(ISO_4217))
+        )
+    raise ValueError(f.type)
+
+
+def reason_of(f: Field) -> sql.Composable:
+    """Why the field's value is refused, or NULL; in the scope of the cast subquery."""
+    raw, cast = sql.Identifier(f"raw_{f.name}"), sql.Identifier(f.name)
+    whens = []
+    if f.required:
+        whens.append(sql.SQL("WHEN {r} IS NULL THEN 'required'").format(r=raw))
+    if f.type != "text":
+        whens.append(
+            sql.SQL("WHEN {r} IS NOT NULL AND {c} IS NULL THEN {why}").format(
+                r=raw, c=cast, why=_lit(REASONS[f.type])
+            )
+        )
+    if f.nonnegative:
+        whens.append(sql.SQL("WHEN {c} < 0 THEN 'must be at least 0'").format(c=cast))
+    if not whens:
+        return sql.SQL("NULL::text")
+    return sql.SQL("CASE {} END").format(sql.SQL(" ").join(whens))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The statements of one transform: the dataset, where its fields come from."""
+
+    dataset: Dataset
+    staging: str  # workspace.import_<id>
+    columns: dict[str, int]  # field -> staging column number (c<n>); unmapped fields absent
+
+    def checked(self, *, where: sql.Composable) -> sql.Composable:
+        """Every staged row with its raw values, casts and reasons (one row per record)."""
+        raws = [
+            sql.SQL("nullif(btrim({}), '') AS {}").format(
+                sql.Identifier(f"c{self.columns[f.name]}"), sql.Identifier(f"raw_{f.name}")
+            )
+            if f.name in self.columns
+            else sql.SQL("NULL::text AS {}").format(sql.Identifier(f"raw_{f.name}"))
+            for f in self.dataset.fields
+        ]
+        casts = [
+            sql.SQL("{} AS {}").format(
+                cast_of(f, sql.Identifier(f"raw_{f.name}")), sql.Identifier(f.name)
+            )
+            for f in self.dataset.fields
+        ]
+        return sql.SQL(
+            "SELECT r.*, {casts} FROM (SELECT s.rec, s.line, {raws} FROM {staging} s "
+            "WHERE {where}) r"
+        ).format(
+            casts=sql.SQL(", ").join(casts),
+            raws=sql.SQL(", ").join(raws),
+            staging=sql.Identifier("workspace", self.staging),
+            where=where,
+        )
+
+    def problems(self) -> list[tuple[str, sql.Composable]]:
+        """(field, reason expression) for every field check and every rule."""
+        found = [(f.name, reason_of(f)) for f in self.dataset.fields]
+        for rule in self.dataset.rules:
+            found.append(
+                (
+                    rule.column,
+                    sql.SQL("CASE WHEN NOT ({}) THEN {} END").format(
+                        sql.SQL(rule.sql), _lit(rule.reason)
+                    ),
+                )
+            )
+        return found
+
+    def reject(self, transform_id: int, import_id: int) -> sql.Composable:
+        """Write one error row per refused value of the records in a rec range (%s, %s)."""
+        values = sql.SQL(", ").join(
+            sql.SQL("({}, {}, {})").format(_lit(name), sql.Identifier(f"raw_{name}"), reason)
+            for name, reason in self.problems()
+        )
+        return sql.SQL(
+            "WITH e AS (INSERT INTO workspace.transform_errors "
+            '(transform_id, import_id, line, "column", value, reason) '
+            "SELECT {tid}, {iid}, x.line, p.col, p.val, p.why FROM ({checked}) x "
+            "CROSS JOIN LATERAL (VALUES {values}) AS p(col, val, why) "
+            "WHERE p.why IS NOT NULL RETURNING line) "
+            "SELECT count(DISTINCT line), count(*) FROM e"
+        ).format(
+            tid=_lit(transform_id),
+            iid=_lit(import_id),
+            checked=self.checked(where=sql.SQL("s.rec > %s AND s.rec <= %s")),
+            values=values,
+        )
+
+    def valid(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} IS NULL").format(reason) for _name, reason in self.problems()
+        )
+
+    def upsert(self, customer_id: int, import_id: int, *, deduplicate: bool) -> sql.Composable:
+        """Insert or update the valid rows; returns (inserted, updated). With `deduplicate`,
+        of rows sharing a key only the last in the file is kept."""
+        d = self.dataset
+        names = [f.name for f in d.fields]
+        fields = sql.SQL(", ").join(map(sql.Identifier, names))
+        key = sql.SQL(", ").join(map(sql.Identifier, d.key))
+        source = sql.SQL(
+            "SELECT {distinct} x.rec, {xfields} FROM ({checked}) x WHERE {valid} {order}"
+        ).format(
+            distinct=sql.SQL("DISTINCT ON ({})").format(
+                sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
+            )
+            if deduplicate
+            else sql.SQL(""),
+            xfields=sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(n)) for n in names),
+            checked=self.checked(where=sql.SQL("true")),
+            valid=self.valid(),
+            order=sql.SQL("ORDER BY {}, x.rec DESC").format(
+                sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
+            )
+            if deduplicate
+            else sql.SQL(""),
+        )
+        changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names),
+            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in names),
+        )
+        return sql.SQL(
+            "WITH up AS (INSERT INTO {table} AS t (customer_id, {fields}, source_import_id) "
+            "SELECT {cid}, {fields}, {iid} FROM ({source}) src "
+            "ON CONFLICT (customer_id, {key}) DO UPDATE SET {sets}, "
+            "source_import_id = EXCLUDED.source_import_id, loaded_at = now() "
+            "WHERE {changed} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        ).format(
+            table=sql.Identifier("reference", d.name),
+            fields=fields,
+            cid=_lit(customer_id),
+            iid=_lit(import_id),
+            source=source,
+            key=key,
+            sets=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
+                for n in names
+                if n not in d.key
+            ),
+            changed=changed,
+        )
+
+    def distinct_valid(self) -> sql.Composable:
+        """How many distinct keys the valid rows have (for duplicates in one file)."""
+        return sql.SQL(
+            "SELECT count(*) FROM (SELECT DISTINCT {key} FROM ({checked}) x WHERE {valid}) k"
+        ).format(
+            key=sql.SQL(", ").join(
+                sql.SQL("x.{}").format(sql.Identifier(k)) for k in self.dataset.key
+            ),
+            checked=self.checked(where=sql.SQL("true")),
+            valid=self.valid(),
+        )
