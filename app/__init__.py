@@ -42,6 +42,7 @@ class Backoffice:
     notices: Notices = field(repr=False)
     session_cache: TrustedCache[Principal] = field(repr=False)
     references: ReferenceChecker = field(repr=False)
+    instance_path: str = ""
 
     def close(self) -> None:
         self.notices.stop()
@@ -80,6 +81,7 @@ def create_app(
         notices=notices,
         session_cache=session_cache(notices, settings.session_cache_ttl),
         references=ReferenceChecker(notices, settings.reference_cache_ttl),
+        instance_path=app.instance_path,
     )
     if settings.engine_guard:
         for _role, engine in engines.items():

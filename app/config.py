@@ -166,6 +166,7 @@ class Settings:
     job_heartbeat_seconds: float = 5
     job_max_attempts: int = 3
     worker_poll_seconds: float = 1.0
+    export_dir: str | None = None  # None: <instance>/exports
     engine_guard: bool = True  # refuse work spanning both engines (off in production)
 
     @property
@@ -296,6 +297,7 @@ class Settings:
             job_heartbeat_seconds=seconds("JOB_HEARTBEAT_SECONDS", 5),
             job_max_attempts=number("JOB_MAX_ATTEMPTS", 3, minimum=1),
             worker_poll_seconds=seconds("WORKER_POLL_SECONDS", 1.0),
+            export_dir=get("EXPORT_DIR"),
             engine_guard=parse_bool(
                 "ENGINE_GUARD", get("ENGINE_GUARD") or str(app_env != "production")
             ),

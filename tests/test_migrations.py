@@ -80,7 +80,7 @@ def test_repair_refuses_when_the_live_schema_differs_from_the_models(fresh_app):
     migrations.upgrade(engines)
     with engines.begin(DATA) as conn:
         conn.execute(text("DROP TABLE public.alembic_version_data"))
-        conn.execute(text("DROP SCHEMA reference"))
+        conn.execute(text("DROP SCHEMA reference CASCADE"))
     with pytest.raises(migrations.MigrationRefused, match="missing schema reference"):
         migrations.repair(engines, DATA)
     assert migrations.status(engines, [DATA])[0].state == "empty", "nothing was stamped"

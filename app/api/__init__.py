@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_api(app: Flask) -> None:
-    from app.api import audit, auth, customers, imports, jobs, transforms, users
+    from app.api import audit, auth, customers, exports, imports, jobs, transforms, users
 
-    for module in (auth, users, audit, customers, imports, jobs, transforms):
+    for module in (auth, users, audit, customers, imports, jobs, transforms, exports):
         app.register_blueprint(module.bp)

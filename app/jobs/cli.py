@@ -216,6 +216,49 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
     _run_or_queue(job_id, run_async, as_json, "transforming", _describe_transform(transform_id))
 
 
+@click.command("export")
+@click.argument("dataset")
+@click.option("--customer", "customer_code", required=True, help="The customer's code.")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write (with --async: a path on the worker's host).",
+)
+@click.option("--gzip", "gzipped", is_flag=True, help="Write gzipped CSV.")
+@click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@with_appcontext
+def export_command(dataset, customer_code, output, gzipped, run_async, as_json) -> None:
+    """Write a dataset's rows for a customer as CSV, in key order, with a header row."""
+    from app.exports import service as exports
+
+    bo = _bo()
+    try:
+        with _scope() as session:
+            customer = find_by_code(session, customer_code)
+            if customer is None:
+                raise click.ClickException(f"no customer with code {customer_code}")
+            e = exports.create(
+                session,
+                bo.references,
+                dataset=dataset,
+                customer_id=customer.id,
+                format="csv.gz" if gzipped else "csv",
+                created_by=None,
+                output=output,
+                max_attempts=bo.settings.job_max_attempts,
+            )
+            export_id, job_id = e.id, e.job_id
+    except APIError as exc:
+        _refuse(exc)
+
+    def describe(session, job):
+        return {"export": exports.get(session, export_id).as_dict(), "job": job.as_dict()}
+
+    _run_or_queue(job_id, run_async, as_json, "exporting", describe)
+
+
 @click.command("worker")
 @click.option(
     "--concurrency",
@@ -350,4 +393,11 @@ def imports_purge(age: str, dry_run: bool) -> None:
     click.echo(f"{len(ids)} import(s) {'to purge' if dry_run else 'purged'}")
 
 
-COMMANDS = (import_command, transform_command, worker_command, jobs_cli, imports_cli)
+COMMANDS = (
+    import_command,
+    transform_command,
+    export_command,
+    worker_command,
+    jobs_cli,
+    imports_cli,
+)

@@ -1,0 +1,73 @@
+"""/api/exports: write a dataset out for a customer, follow it, download it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, send_file
+from flask_login import current_user
+
+from app.api.body import json_body
+from app.auth.access import allow
+from app.db.session import db_session
+from app.errors import APIError
+from app.exports import service as exports
+from app.jobs import queue
+
+bp = Blueprint("exports", __name__, url_prefix="/api/exports")
+
+
+@bp.post("")
+@allow("operator")
+def create_export():
+    body = json_body(
+        allowed={"dataset", "customer_id", "format"}, required={"dataset", "customer_id"}
+    )
+    bo = current_app.extensions["backoffice"]
+    db = db_session()
+    e = exports.create(
+        db,
+        bo.references,
+        dataset=body["dataset"],
+        customer_id=body["customer_id"],
+        format=body.get("format", "csv"),
+        created_by=current_user.user_id,
+        max_attempts=bo.settings.job_max_attempts,
+    )
+    db.commit()
+    return jsonify(export=e.as_dict(), job=queue.get_job(db, e.job_id).as_dict()), 202
+
+
+@bp.get("/<int:export_id>")
+@allow("viewer")
+def get_export(export_id: int):
+    db = db_session()
+    e = exports.get(db, export_id)
+    job = queue.get_job(db, e.job_id).as_dict() if e.job_id else None
+    return jsonify(export=e.as_dict(), job=job)
+
+
+@bp.get("/<int:export_id>/download")
+@allow("viewer")
+def download(export_id: int):
+    """The file, streamed. Every role may read every customer's data; the customer must
+    still exist (a deleted customer's exports are not served)."""
+    bo = current_app.extensions["backoffice"]
+    db = db_session()
+    e = exports.get(db, export_id)
+    if e.status != "succeeded" or not e.file_name:
+        raise APIError(f"export {export_id} is {e.status}, not ready", code="not_ready", status=409)
+    customer = bo.references.lookup(db, "customer", e.customer_id)
+    if not customer.exists:
+        raise APIError(f"no export with id {export_id}", code="not_found", status=404)
+    path = exports.export_dir(bo.settings, bo.instance_path) / e.file_name
+    if not path.is_file():
+        raise APIError(
+            "the export's file is not on this host (EXPORT_DIR must be shared between hosts)",
+            code="file_missing",
+            status=404,
+        )
+    return send_file(
+        path,
+        mimetype="application/gzip" if e.format == "csv.gz" else "text/csv",
+        as_attachment=True,
+        download_name=f"{e.dataset}-{customer.label}-{e.id}.{e.format}",
+    )
