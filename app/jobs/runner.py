@@ -62,6 +62,7 @@ class JobContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
     _work: psycopg.Connection | None = None
+    published: str | None = None  # the status `publish` recorded
 
     @property
     def params(self) -> dict[str, Any]:
@@ -113,6 +114,7 @@ class JobContext:
     def publish(self, conn: Connection, result: dict[str, Any], status: str = "succeeded"):
         """Fence, then record the outcome, in the caller's transaction."""
         fence(conn, self.claim)
+        self.published = status
         conn.execute(
             text(
                 "UPDATE workspace.jobs SET status = :status, result = CAST(:result AS jsonb), "
@@ -225,7 +227,7 @@ def run_claim(
     try:
         try:
             result = handler.run(ctx)
-            return Outcome("succeeded", result=result)
+            return Outcome(ctx.published or "succeeded", result=result)
         finally:
             heartbeat.stop()
     except LeaseLost:

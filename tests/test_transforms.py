@@ -1,0 +1,377 @@
+"""Transforms: each value rule of both datasets, the mapping, the reject limit, re-runs, a
+crash before publishing, and the routes. Jobs run for real on committed databases."""
+
+import io
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from app import create_app
+from app.auth.services import Actor
+from app.customers import services as customers
+from app.db.session import session_scope
+from app.errors import APIError
+from app.imports import service as imports
+from app.jobs import runner
+from app.jobs.worker import run_now
+from app.transforms import service as transforms
+from tests.conftest import create_user, login
+
+ACTOR = Actor(None, "tests")
+PRODUCT = "sku,name,unit_price,currency\n"
+
+
+@pytest.fixture(scope="module")
+def app(committed_env):
+    application = create_app(committed_env)
+    yield application
+    application.extensions["backoffice"].close()
+
+
+@pytest.fixture(scope="module")
+def bo(app):
+    return app.extensions["backoffice"]
+
+
+@pytest.fixture
+def customer(bo, request):
+    code = f"T{abs(hash(request.node.name)) % 10**8}"
+    with session_scope(bo.session_factory) as session:
+        return customers.create_customer(session, ACTOR, code=code, name=code)
+
+
+def staged(bo, customer, content: str) -> int:
+    with session_scope(bo.session_factory) as session:
+        batch = imports.receive(
+            session,
+            bo.references,
+            customer_id=customer.id,
+            created_by=None,
+            file_name="f.csv",
+            stream=io.BytesIO(content.encode()),
+            size_limit=10**9,
+        )
+        job_id, import_id = batch.job_id, batch.id
+    assert run_now(bo, job_id).status == "succeeded"
+    return import_id
+
+
+def transform(bo, import_id, dataset="products", **options):
+    with session_scope(bo.session_factory) as session:
+        t = transforms.create(
+            session, bo.references, import_id=import_id, dataset=dataset, created_by=None, **options
+        )
+        transform_id, job_id = t.id, t.job_id
+    outcome = run_now(bo, job_id)
+    with bo.session_factory() as session:
+        return transforms.get(session, transform_id), outcome
+
+
+def counts(t) -> dict:
+    d = t.as_dict()
+    return {k: d[k] for k in ("inserted", "updated", "unchanged", "rejected", "superseded")}
+
+
+def rejections(bo, import_id) -> list[tuple]:
+    with bo.session_factory() as session:
+        rows, _ = transforms.errors_of_import(session, import_id, offset=0, limit=1000)
+        return [(r.line, r.column, r.value, r.reason) for r in rows]
+
+
+def reference(bo, dataset, customer) -> list[dict]:
+    with bo.engines.connect("data") as conn:
+        rows = conn.execute(
+            text(f"SELECT * FROM reference.{dataset} WHERE customer_id = :c ORDER BY 2, 3"),
+            {"c": customer.id},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+NUMBER = "not a number"
+PRODUCT_CASES = [
+    # (column, value, None when accepted or the reason's start when refused)
+    ("unit_price", "12.50", None),
+    ("unit_price", "-0", None),
+    ("unit_price", ".5", None),
+    ("unit_price", "+3", None),
+    ("unit_price", "1,50", NUMBER),
+    ("unit_price", "1,000.00", NUMBER),
+    ("unit_price", "1 000", NUMBER),
+    ("unit_price", "1e3", NUMBER),
+    ("unit_price", "NaN", NUMBER),
+    ("unit_price", "-1", "must be at least 0"),
+    ("unit_price", "", "required"),
+    ("weight_kg", "0.001", None),
+    ("weight_kg", "-0.5", "must be at least 0"),
+    ("weight_kg", "", None),
+    ("height_cm", "abc", NUMBER),
+    ("currency", "eur", None),
+    ("currency", "USD", None),
+    ("currency", "EURO", "not an ISO"),
+    ("currency", "XXY", "not an ISO"),
+    ("currency", "", "required"),
+    ("active", "true", None),
+    ("active", "FALSE", None),
+    ("active", "yes", None),
+    ("active", "No", None),
+    ("active", "1", None),
+    ("active", "0", None),
+    ("active", "t", None),
+    ("active", "F", None),
+    ("active", "maybe", "not a boolean"),
+    ("active", "2", "not a boolean"),
+    ("updated_at", "2024-05-01", None),
+    ("updated_at", "2024-05-01T10:30:00Z", None),
+    ("updated_at", "2024-05-01 10:30+02:00", None),
+    ("updated_at", "2024-02-30", "not a timest"),
+    ("updated_at", "01/05/2024", "not a timest"),
+    ("updated_at", "2024-5-1", "not a timest"),
+    ("name", "", "required"),
+    ("name", "  padded  ", None),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "refused"), PRODUCT_CASES)
+def test_each_product_rule(bo, customer, column, value, refused):
+    row = {"sku": "S1", "name": "Name", "unit_price": "1", "currency": "EUR", column: value}
+    header = list(row)
+    content = ",".join(header) + "\n" + ",".join(f'"{row[h]}"' for h in header) + "\n"
+    t, outcome = transform(bo, staged(bo, customer, content))
+    assert outcome.status == "succeeded"
+    if refused is None:
+        assert counts(t)["inserted"] == 1 and rejections(bo, t.import_id) == []
+    else:
+        assert counts(t)["rejected"] == 1 and counts(t)["inserted"] == 0
+        [(line, col, val, reason)] = rejections(bo, t.import_id)
+        assert (line, col) == (2, column) and reason.startswith(refused)
+        assert val == (value.strip() or None)
+
+
+def test_product_values_are_stored_typed(bo, customer):
+    content = (
+        "sku,name,unit_price,currency,active,updated_at,weight_kg\n"
+        "S1, Name ,12.50,eur,Yes,2024-05-01T10:30:00+02:00,0.250\n"
+    )
+    t, _ = transform(bo, staged(bo, customer, content))
+    [row] = reference(bo, "products", customer)
+    assert row["name"] == "Name" and row["unit_price"] == Decimal("12.50")
+    assert row["currency"] == "EUR" and row["active"] is True
+    assert row["updated_at"].isoformat() == "2024-05-01T08:30:00+00:00"
+    assert row["weight_kg"] == Decimal("0.250") and row["source_import_id"] == t.import_id
+
+
+RATES = (
+    "carrier,service,origin_postal,dest_postal,weight_min_kg,weight_max_kg,price,currency,"
+    "effective_date,expires_date\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "refused"),
+    [
+        ("DHL,express,10115,80331,0,5,9.90,EUR,2024-01-01,2024-12-31", None),
+        ("DHL,express,,80331,,,9.90,EUR,2024-01-01,", None),
+        ("DHL,express,10115,80331,5,1,9.90,EUR,2024-01-01,", ("weight_max_kg", "must be at least")),
+        (
+            "DHL,express,10115,80331,0,5,9.90,EUR,2024-01-01,2024-01-01",
+            ("expires_date", "must be after effective_date"),
+        ),
+        ("DHL,express,10115,80331,0,5,9.90,EUR,2024-13-01,", ("effective_date", "not a date")),
+        ("DHL,express,10115,80331,0,5,9.90,EUR,,", ("effective_date", "required")),
+        ("DHL,,10115,80331,0,5,9.90,EUR,2024-01-01,", ("service", "required")),
+        ("DHL,express,10115,,0,5,9.90,EUR,2024-01-01,", ("dest_postal", "required")),
+        ("DHL,express,10115,80331,-1,5,9.90,EUR,2024-01-01,", ("weight_min_kg", "must be at")),
+        ("DHL,express,10115,80331,0,5,,EUR,2024-01-01,", ("price", "required")),
+        ("DHL,express,10115,80331,0,5,9.90,EU,2024-01-01,", ("currency", "not an ISO")),
+    ],
+)
+def test_each_rate_rule(bo, customer, line, refused):
+    t, _ = transform(bo, staged(bo, customer, RATES + line + "\n"), "rates")
+    if refused is None:
+        assert counts(t)["inserted"] == 1
+    else:
+        assert counts(t)["rejected"] == 1
+        assert [(c, r[: len(refused[1])]) for _l, c, _v, r in rejections(bo, t.import_id)] == [
+            refused
+        ]
+
+
+def test_rates_with_a_missing_origin_are_one_key(bo, customer):
+    content = RATES + (
+        "DHL,express,,80331,,,9.90,EUR,2024-01-01,\nDHL,express,,80331,,,8.90,EUR,2024-01-01,\n"
+    )
+    t, _ = transform(bo, staged(bo, customer, content), "rates")
+    assert counts(t) == {
+        "inserted": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "superseded": 1,
+    }
+    assert [r["price"] for r in reference(bo, "rates", customer)] == [Decimal("8.90")]
+
+
+def test_headers_match_ignoring_case_spaces_dashes_and_underscores(bo, customer):
+    content = "SKU,Unit Price,unit-PRICE_x,CURRENCY,n a m e,Colour\nS1,2,9,EUR,N,red\n"
+    import_id = staged(bo, customer, content)
+    t, _ = transform(bo, import_id)
+    assert t.mapping == {
+        "sku": "SKU",
+        "name": "n a m e",
+        "unit_price": "Unit Price",
+        "currency": "CURRENCY",
+    }
+    assert t.extra_headers == ["unit-PRICE_x", "Colour"]
+    t, _ = transform(bo, import_id, mapping={"unit_price": "unit-PRICE_x"})
+    assert counts(t)["updated"] == 1
+    assert reference(bo, "products", customer)[0]["unit_price"] == Decimal("9")
+
+
+def test_an_unmapped_required_column_is_refused_before_any_work(bo, customer):
+    import_id = staged(bo, customer, "sku,name,price\nS1,N,3\n")
+    with bo.session_factory() as session:
+        with pytest.raises(APIError, match="unit_price, currency of products match no header"):
+            transforms.create(
+                session, bo.references, import_id=import_id, dataset="products", created_by=None
+            )
+        for mapping, message in [
+            ({"cost": "price"}, "not a column"),
+            ({"unit_price": "Price"}, "does not have"),
+            ({"unit_price": 3}, "must be an object"),
+        ]:
+            with pytest.raises(APIError, match=message):
+                transforms.create(
+                    session,
+                    bo.references,
+                    import_id=import_id,
+                    dataset="products",
+                    mapping=mapping,
+                    created_by=None,
+                )
+        with pytest.raises(APIError, match="unknown dataset"):
+            transforms.create(
+                session, bo.references, import_id=import_id, dataset="nope", created_by=None
+            )
+
+
+def test_over_the_reject_limit_nothing_is_published(bo, customer):
+    content = PRODUCT + "S1,A,1,EUR\nS2,B,x,EUR\nS3,C,y,EUR\n"
+    import_id = staged(bo, customer, content)
+    t, outcome = transform(bo, import_id, max_rejects=1)
+    assert outcome.status == "failed" and t.status == "failed"
+    assert counts(t) == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 2,
+        "superseded": 0,
+    }
+    assert "2 rows rejected, more than the limit of 1" in t.error
+    assert reference(bo, "products", customer) == [], "nothing published"
+    assert len(rejections(bo, import_id)) == 2, "the errors stay readable"
+    t, _ = transform(bo, import_id, max_rejects=2)
+    assert t.status == "succeeded" and counts(t)["inserted"] == 1
+
+
+def test_running_a_transform_again_changes_nothing(bo, customer):
+    import_id = staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\nS1,A2,3,EUR\n")
+    first, _ = transform(bo, import_id)
+    assert counts(first) == {
+        "inserted": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "superseded": 1,
+    }
+    before = reference(bo, "products", customer)
+    again, _ = transform(bo, import_id)
+    assert counts(again) == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 2,
+        "rejected": 0,
+        "superseded": 1,
+    }
+    after = reference(bo, "products", customer)
+    assert [(r["sku"], r["name"], r["loaded_at"]) for r in after] == [
+        (r["sku"], r["name"], r["loaded_at"]) for r in before
+    ]
+    assert [r["name"] for r in after] == ["A2", "B"], "the last row of a key wins"
+
+
+def test_a_crash_before_publishing_leaves_reference_untouched_and_the_retry_publishes_once(
+    bo, customer, monkeypatch
+):
+    import_id = staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n")
+    real_publish = runner.JobContext.publish
+    seen = {}
+
+    def crash_once(ctx, conn, result, status="succeeded"):
+        if not seen:
+            seen["rows_inside"] = conn.execute(
+                text("SELECT count(*) FROM reference.products WHERE customer_id = :c"),
+                {"c": customer.id},
+            ).scalar()
+            raise RuntimeError("the worker died here")
+        return real_publish(ctx, conn, result, status)
+
+    monkeypatch.setattr(runner.JobContext, "publish", crash_once)
+    with session_scope(bo.session_factory) as session:
+        t = transforms.create(
+            session, bo.references, import_id=import_id, dataset="products", created_by=None
+        )
+        transform_id, job_id = t.id, t.job_id
+    assert run_now(bo, job_id).status == "retrying"
+    assert seen["rows_inside"] == 2, "the upsert had run inside the transaction"
+    assert reference(bo, "products", customer) == [], "... and was rolled back"
+    assert run_now(bo, job_id).status == "succeeded"
+    with bo.session_factory() as session:
+        done = transforms.get(session, transform_id)
+    assert counts(done)["inserted"] == 2 and len(reference(bo, "products", customer)) == 2
+
+
+def test_transform_routes_and_datasets(app, bo, customer):
+    client = app.test_client()
+    operator = create_user(bo.session_factory, "operator")
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    datasets = {d["name"]: d for d in client.get("/api/datasets").json["datasets"]}
+    assert set(datasets) == {"products", "rates"}
+    assert datasets["products"]["key"] == ["sku"]
+    assert {"name": "unit_price", "type": "numeric", "required": True, "minimum": 0} in datasets[
+        "products"
+    ]["columns"]
+    import_id = staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,bad,EUR\n")
+    created = client.post(
+        "/api/transforms", headers=headers, json={"import_id": import_id, "dataset": "products"}
+    )
+    assert created.status_code == 202 and created.json["job"]["kind"] == "transform"
+    run_now(bo, created.json["job"]["id"])
+    shown = client.get(f"/api/transforms/{created.json['transform']['id']}").json
+    assert shown["transform"]["inserted"] == 1 and shown["transform"]["rejected"] == 1
+    errors = client.get(f"/api/imports/{import_id}/errors").json
+    assert errors["errors"] == [
+        {
+            "transform_id": created.json["transform"]["id"],
+            "line": 3,
+            "column": "unit_price",
+            "value": "bad",
+            "message": errors["errors"][0]["message"],
+        }
+    ]
+    for body, code in [
+        ({"import_id": 999999, "dataset": "products"}, "not_found"),
+        ({"import_id": import_id, "dataset": "nope"}, "unknown_dataset"),
+        ({"import_id": "1", "dataset": "products"}, "invalid_field"),
+    ]:
+        assert (
+            client.post("/api/transforms", headers=headers, json=body).json["error"]["code"] == code
+        )
+    with session_scope(bo.session_factory) as session:
+        customers.update_customer(
+            session, ACTOR, customers.get_customer(session, customer.id), status="inactive"
+        )
+    refused = client.post(
+        "/api/transforms", headers=headers, json={"import_id": import_id, "dataset": "products"}
+    )
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "inactive_customer"
