@@ -22,7 +22,6 @@ from psycopg import sql
 from app.datasets.base import Dataset, Field
 from app.transforms.currencies import ISO_4217
 
-NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -50,9 +49,12 @@ def cast_of(f: Field, raw: sql.Composable) -> sql.Composable:
     if f.type == "text":
         return raw
     if f.type == "numeric":
-        return sql.SQL("CASE WHEN length({r}) <= 40 AND {r} ~ {p} THEN {r}::numeric END").format(
-            r=raw, p=_lit(NUMBER)
-        )
+        # Only digits, sign and '.' (a C-speed translate, cheaper than a regex), then the
+        # server's own parser says whether they make a number ("1.2.3" and "+-1" do not).
+        return sql.SQL(
+            "CASE WHEN length({r}) <= 40 AND translate({r}, '0123456789.+-', '') = '' "
+            "AND pg_input_is_valid({r}, 'numeric') THEN {r}::numeric END"
+        ).format(r=raw)
     if f.type == "boolean":
         return sql.SQL("CASE WHEN lower({r}) IN ({all}) THEN lower({r}) IN ({yes}) END").format(
             r=raw,
@@ -114,9 +116,11 @@ class Plan:
             )
             for f in self.dataset.fields
         ]
+        # OFFSET 0 keeps PostgreSQL from flattening the subqueries: each value is trimmed and
+        # cast once per row, not again at every place a reason or the upsert refers to it.
         return sql.SQL(
             "SELECT r.*, {casts} FROM (SELECT s.rec, s.line, {raws} FROM {staging} s "
-            "WHERE {where}) r"
+            "WHERE {where} OFFSET 0) r OFFSET 0"
         ).format(
             casts=sql.SQL(", ").join(casts),
             raws=sql.SQL(", ").join(raws),
@@ -147,7 +151,9 @@ class Plan:
         return sql.SQL(
             "WITH e AS (INSERT INTO workspace.transform_errors "
             '(transform_id, import_id, line, "column", value, reason) '
-            "SELECT {tid}, {iid}, x.line, p.col, p.val, p.why FROM ({checked}) x "
+            # Only the rows with a problem are expanded into one candidate per check.
+            "SELECT {tid}, {iid}, x.line, p.col, p.val, p.why "
+            "FROM (SELECT * FROM ({checked}) c WHERE NOT ({valid}) OFFSET 0) x "
             "CROSS JOIN LATERAL (VALUES {values}) AS p(col, val, why) "
             "WHERE p.why IS NOT NULL RETURNING line) "
             "SELECT count(DISTINCT line), count(*) FROM e"
@@ -156,6 +162,7 @@ class Plan:
             iid=_lit(import_id),
             checked=self.checked(where=sql.SQL("s.rec > %s AND s.rec <= %s")),
             values=values,
+            valid=self.valid(),
         )
 
     def valid(self) -> sql.Composable:
