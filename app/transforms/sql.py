@@ -171,8 +171,9 @@ class Plan:
         )
 
     def upsert(self, customer_id: int, import_id: int, *, deduplicate: bool) -> sql.Composable:
-        """Insert or update the valid rows; returns (inserted, updated). With `deduplicate`,
-        of rows sharing a key only the last in the file is kept."""
+        """Insert or update the valid rows (its row count: inserted + updated; rows equal to
+        the stored ones are not written). With `deduplicate`, of rows sharing a key only the
+        last in the file is kept."""
         d = self.dataset
         names = [f.name for f in d.fields]
         fields = sql.SQL(", ").join(map(sql.Identifier, names))
@@ -199,12 +200,11 @@ class Plan:
             sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in names),
         )
         return sql.SQL(
-            "WITH up AS (INSERT INTO {table} AS t (customer_id, {fields}, source_import_id) "
+            "INSERT INTO {table} AS t (customer_id, {fields}, source_import_id) "
             "SELECT {cid}, {fields}, {iid} FROM ({source}) src "
             "ON CONFLICT (customer_id, {key}) DO UPDATE SET {sets}, "
             "source_import_id = EXCLUDED.source_import_id, loaded_at = now() "
-            "WHERE {changed} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+            "WHERE {changed}"
         ).format(
             table=sql.Identifier("reference", d.name),
             fields=fields,
@@ -218,6 +218,12 @@ class Plan:
                 if n not in d.key
             ),
             changed=changed,
+        )
+
+    def stored(self, customer_id: int) -> sql.Composable:
+        """How many rows the customer has in the dataset (an index-only count)."""
+        return sql.SQL("SELECT count(*) FROM {} WHERE customer_id = {}").format(
+            sql.Identifier("reference", self.dataset.name), _lit(customer_id)
         )
 
     def distinct_valid(self) -> sql.Composable:
