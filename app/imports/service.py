@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import unicodedata
@@ -159,7 +160,7 @@ class ImportJob:
                     "error = NULL WHERE id = :id"
                 ),
                 {
-                    "header": _json(result.pop("header")),
+                    "header": json.dumps(result.pop("header")),
                     "delimiter": result.pop("delimiter"),
                     "size": result.pop("size"),
                     "sha256": result.pop("sha256"),
@@ -237,7 +238,7 @@ class ImportJob:
                 "UPDATE workspace.imports SET status = 'failed', error = CAST(:error AS jsonb) "
                 "WHERE id = :id AND status = 'pending'"
             ),
-            {"error": _json(error), "id": params["import_id"]},
+            {"error": json.dumps(error), "id": params["import_id"]},
         )
 
     def on_cancelled(self, conn: Connection, params: dict) -> None:
@@ -301,12 +302,6 @@ class _ChunkReader(io.RawIOBase):
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 # -- reading and purging ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ publish over the attempt that replaced it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -123,7 +124,7 @@ class JobContext:
             ),
             {
                 "status": status,
-                "result": _json(result),
+                "result": json.dumps(result, default=str),
                 "done": self.progress.done,
                 "total": self.progress.total,
                 "unit": self.progress.unit,
@@ -290,9 +291,3 @@ def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text_ = str(orig).strip().splitlines()
     return text_[0] if text_ else type(orig).__name__
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)

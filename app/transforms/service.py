@@ -7,6 +7,7 @@ rows, then the fenced publish. Readers of `reference` see the whole transform or
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -199,7 +200,7 @@ class TransformJob:
                     "counts = CAST(:counts AS jsonb), finished_at = clock_timestamp() "
                     "WHERE id = :id"
                 ),
-                {"counts": _json({k: counts[k] for k in COUNTS}), "id": t.id},
+                {"counts": json.dumps({k: counts[k] for k in COUNTS}), "id": t.id},
             )
             ctx.publish(conn, result)
         return result
@@ -244,7 +245,7 @@ class TransformJob:
                 "counts = CAST(:counts AS jsonb), finished_at = clock_timestamp() "
                 "WHERE id = :id"
             ),
-            {"error": message, "counts": _json(counts), "id": t.id},
+            {"error": message, "counts": json.dumps(counts), "id": t.id},
         )
         result = {"transform_id": t.id, **counts}
         ctx.publish(conn, result, status="failed")
@@ -271,9 +272,3 @@ class TransformJob:
             ),
             {"id": params["transform_id"]},
         )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
