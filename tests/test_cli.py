@@ -247,3 +247,23 @@ def test_a_million_rows_import_in_the_memory_of_a_thousand(env, tmp_path):
     # The pipeline holds a few chunks (256 kB each) whatever the file's size: a constant
     # a 1,000-row file never fills. Growth with the file would show far above it.
     assert large_kb - small_kb <= 8 * 1024, "flat: no more than a few chunk buffers apart"
+
+
+def test_bulk_work_logs_statements_not_rows(env, tmp_path):
+    """LOG_DB_QUERIES=true: an import and a transform log the same whatever the file's size."""
+    assert run(env, "db", "upgrade").returncode == 0
+    assert run(env, "customers", "create", "--code", "LOG", "--name", "L").returncode == 0
+    loud = {**env, "LOG_DB_QUERIES": "true"}
+    lines = {}
+    for rows in (10, 20_000):
+        path = tmp_path / f"{rows}.csv"
+        path.write_text(
+            "sku,name,unit_price,currency\n"
+            + "".join(f"S{rows}-{i},N{i},{i}.5,EUR\n" for i in range(rows))
+        )
+        staged = run(loud, "import", str(path), "--customer", "LOG", "--json")
+        import_id = json.loads(staged.stdout)["import"]["id"]
+        done = run(loud, "transform", str(import_id), "--dataset", "products", "--json")
+        assert json.loads(done.stdout)["transform"]["inserted"] == rows
+        lines[rows] = len(staged.stderr.splitlines()) + len(done.stderr.splitlines())
+    assert lines[10] > 0 and abs(lines[20_000] - lines[10]) <= 10, lines

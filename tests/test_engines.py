@@ -1,6 +1,9 @@
 """Engines in both layouts: one shared Engine in single mode, two refused if one database."""
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import text
@@ -69,14 +72,15 @@ def test_connection_limit_caps_the_pool_and_pgbouncer_disables_prepared_statemen
         application.extensions["backoffice"].engines.dispose()
 
 
-def test_log_db_queries_turns_on_sql_echo(make_env):
+def test_log_db_queries_logs_statements_on_stderr_not_stdout(make_env):
+    """`--json` commands print one object on stdout: the SQL log must stay off it."""
     env = make_env("echo")
+    assert run_cli(env, "db", "upgrade").returncode == 0
+    quiet = run_cli(env, "db", "status", "--json")
     env["LOG_DB_QUERIES"] = "true"
-    application = create_app(env)
-    try:
-        assert application.extensions["backoffice"].engines.primary.echo is True
-    finally:
-        application.extensions["backoffice"].engines.dispose()
+    loud = run_cli(env, "db", "status", "--json")
+    assert json.loads(loud.stdout) == json.loads(quiet.stdout), "stdout is the JSON alone"
+    assert "SELECT" in loud.stderr and "SELECT" not in quiet.stderr
 
 
 def test_a_forked_worker_gets_its_own_connections(app):
@@ -99,3 +103,11 @@ def test_a_forked_worker_gets_its_own_connections(app):
     assert child_pid and child_pid != parent_pid
     with engine.connect() as conn:  # the parent's pooled connection still works
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == parent_pid
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    backoffice = os.path.join(os.path.dirname(sys.executable), "backoffice")
+    return subprocess.run(
+        [backoffice, *args], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 import weakref
 from collections.abc import Iterator
@@ -47,6 +48,8 @@ class Engines:
             raise ConfigError("no database URL is configured and the embedded one is not started")
         self.settings = settings
         self.split = settings.split_mode
+        if settings.log_db_queries:
+            log_sql_statements()
         self.targets: dict[EngineRole, DatabaseTarget] = {
             PRIMARY: settings.primary,
             DATA: settings.data if self.split and settings.data else settings.primary,
@@ -132,6 +135,18 @@ def database_identity(conn: Connection) -> DatabaseIdentity:
     return DatabaseIdentity(system_identifier=row[0], database=row[1])
 
 
+def log_sql_statements() -> None:
+    """LOG_DB_QUERIES: every statement SQLAlchemy sends, on stderr (never stdout, where
+    `--json` commands print their one object). Bulk jobs run their COPY and set-based
+    statements on the driver's cursor, so a million rows never make a million lines."""
+    logger = logging.getLogger("sqlalchemy.engine")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+
+
 def _make_engine(
     settings: Settings, target: DatabaseTarget, pool: PoolSettings, name: str
 ) -> Engine:
@@ -150,7 +165,6 @@ def _make_engine(
         max_overflow=pool.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_pre_ping=True,
-        echo=settings.log_db_queries,
         connect_args=connect_args,
         logging_name=name,
     )
