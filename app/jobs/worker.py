@@ -89,7 +89,13 @@ class Worker:
             log.info(
                 "job %s (%s) attempt %s: started by %s", claim.job_id, claim.kind, claim.attempt, me
             )
-            outcome = run_one(self.backoffice, claim)
+            try:
+                outcome = run_one(self.backoffice, claim)
+            except Exception:  # recording the outcome failed (the data engine went away):
+                # the lease runs out and the job is taken up again; this thread carries on.
+                log.exception("job %s: outcome not recorded", claim.job_id)
+                self.stopping.wait(min(poll * 5, 10))
+                continue
             log.info(
                 "job %s: %s%s",
                 claim.job_id,
