@@ -72,13 +72,28 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DatabaseUnavailable)
     def database_unavailable(exc: DatabaseUnavailable):
-        return error_response(f"{exc.engine}_engine_unavailable", str(exc), 503)
+        # One database (single mode) is "the database"; in split mode the engine is named.
+        code = (
+            "database_unavailable"
+            if exc.engine == "database"
+            else (f"{exc.engine}_engine_unavailable")
+        )
+        return error_response(code, str(exc), 503)
 
     @app.errorhandler(OperationalError)
     def operational_error(exc: OperationalError):
-        # A connection that failed or was cut: the caller may retry, nothing was written.
-        log.warning("database unavailable: %s", first_line(exc))
-        return error_response("database_unavailable", "the database is unavailable", 503)
+        # A connection that failed or was cut: the caller may retry, nothing was written. In
+        # split mode the answer names the engine (app/db/engines.py tags the exception), so
+        # that data routes say `data_engine_unavailable` while auth keeps working.
+        role = getattr(exc, "engine_role", None)
+        log.warning("%s database unavailable: %s", role or "the", first_line(exc))
+        if role is None:
+            return error_response("database_unavailable", "the database is unavailable", 503)
+        return error_response(
+            f"{role}_engine_unavailable",
+            f"the {role} database is unavailable; try again later",
+            503,
+        )
 
     @app.errorhandler(DBAPIError)
     def database_error(exc: DBAPIError):

@@ -87,3 +87,31 @@ def test_http_errors_are_json_never_html(client):
     response = client.post("/health/live")
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
+
+
+def test_with_the_data_engine_down_auth_and_customers_work_and_data_routes_say_so(spare_app, split):
+    from tests.conftest import create_user, login
+
+    application, servers = spare_app
+    factory = application.extensions["backoffice"].session_factory
+    operator = create_user(factory, "operator")
+    client = application.test_client()
+    login(client, operator.email)
+    assert client.get("/api/imports").status_code == 200
+
+    servers["data" if split else "primary"].embedded.stop()
+    data_route = client.get("/api/imports")
+    assert data_route.status_code == 503
+    if not split:  # one database: everything waits for it
+        assert data_route.json["error"]["code"] == "database_unavailable"
+        return
+    assert data_route.json["error"]["code"] == "data_engine_unavailable"
+    assert "data database is unavailable" in data_route.json["error"]["message"]
+    assert client.get("/api/jobs").json["error"]["code"] == "data_engine_unavailable"
+    assert client.get("/api/customers").status_code == 200, "the primary keeps serving"
+    assert client.get("/api/auth/me").status_code == 200
+    again = application.test_client()
+    assert login(again, operator.email)
+
+    servers["data"].embedded.start()
+    assert client.get("/api/imports").status_code == 200, "recovers by itself"

@@ -68,7 +68,9 @@ def load_principal(req: Request) -> Principal | None:
         except OperationalError as exc:
             db.rollback()
             raise DatabaseUnavailable(
-                "primary", bo.engines.masked_url("primary"), first_line(exc)
+                "primary" if bo.engines.split else "database",
+                bo.engines.masked_url("primary"),
+                first_line(exc),
             ) from None
         if principal is not None:
             cache.put(key, principal, generation)

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.config import DatabaseTarget, PoolSettings, Settings
@@ -169,6 +169,14 @@ def _make_engine(
         logging_name=name,
     )
     _live_engines.add(engine)
+    role = name if name in (PRIMARY, DATA) else None  # single mode: one database for both
+
+    @event.listens_for(engine, "handle_error")
+    def _name_the_engine(context) -> None:
+        # Which engine failed, for the HTTP answer (`data_engine_unavailable`): the
+        # exception itself is left as it is for the code that handles it.
+        context.sqlalchemy_exception.engine_role = role
+
     return engine
 
 
