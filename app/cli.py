@@ -203,6 +203,14 @@ def doctor(as_json: bool) -> None:
                 )
             else:
                 click.echo(f"  {role:8} UNREACHABLE  {entry['url']}: {entry['error']}")
+        if "jobs" in report:
+            jobs = report["jobs"]
+            waited = jobs["oldest_queued_seconds"]
+            click.echo(
+                f"jobs: {jobs['queued']} queued"
+                + (f" (oldest waiting {waited:.0f} s)" if waited is not None else "")
+                + f", {jobs['running']} running"
+            )
         click.echo(f"status: {report['status']}")
     if report["status"] != "ready":
         sys.exit(1)

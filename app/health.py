@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
 from sqlalchemy.pool import Pool, QueuePool
 
 from app.auth.access import PUBLIC, allow
@@ -44,10 +45,31 @@ def readiness(engines: Engines) -> dict[str, Any]:
             problems.append(f"{role} engine unreachable")
         elif entry["migrations"]["state"] != "current":
             problems.append(f"{role} migrations {entry['migrations']['state']}")
+    data = report["engines"]["data"]
+    if data["reachable"] and data["migrations"]["state"] == "current":
+        report["jobs"] = job_report(engines)
     report["status"] = "unavailable" if problems else "ready"
     if problems:
         report["problems"] = problems
     return report
+
+
+def job_report(engines: Engines) -> dict[str, Any]:
+    """The queue at a glance: how long the oldest queued job has waited, what runs."""
+    with engines.connect("data") as conn:
+        row = conn.execute(
+            text(
+                "SELECT extract(epoch FROM now() - min(created_at) FILTER "
+                "(WHERE status = 'queued')), count(*) FILTER (WHERE status = 'queued'), "
+                "count(*) FILTER (WHERE status = 'running') FROM workspace.jobs "
+                "WHERE status IN ('queued', 'running')"
+            )
+        ).one()
+    return {
+        "oldest_queued_seconds": round(float(row[0]), 1) if row[0] is not None else None,
+        "queued": row[1],
+        "running": row[2],
+    }
 
 
 def engine_report(engines: Engines, role: EngineRole) -> dict[str, Any]:

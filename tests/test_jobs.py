@@ -247,3 +247,24 @@ def test_jobs_routes_list_show_and_cancel(bo, env, customer):
         assert client.get("/api/jobs/999999999").status_code == 404
     finally:
         application.extensions["backoffice"].close()
+
+
+def test_readiness_reports_the_queue(bo, env, customer):
+    application = create_app(env)
+    try:
+        _import_id, job_id = queue_import(bo, customer, b"a\n1\n")
+        with bo.engines.begin("data") as conn:
+            conn.execute(
+                text(
+                    "UPDATE workspace.jobs SET created_at = now() - interval '90 "
+                    "seconds' WHERE id = :id"
+                ),
+                {"id": job_id},
+            )
+        jobs = application.test_client().get("/health/ready").json["jobs"]
+        assert jobs["queued"] >= 1 and jobs["oldest_queued_seconds"] >= 90
+        assert jobs["running"] >= 0
+    finally:
+        application.extensions["backoffice"].close()
+        with session_scope(bo.session_factory) as session:
+            queue.request_cancel(session, queue.get_job(session, job_id))
