@@ -27,6 +27,7 @@ from app.db.guard import guard_engine
 from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession, close_db_session, make_session_factory
 from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
+from app.metrics import EngineStats, engine_labels
 from app.references import ReferenceChecker
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Backoffice:
     session_cache: TrustedCache[Principal] = field(repr=False)
     references: ReferenceChecker = field(repr=False)
     instance_path: str = ""
+    engine_stats: EngineStats = field(default_factory=EngineStats, repr=False)
 
     def close(self) -> None:
         self.notices.stop()
@@ -83,6 +85,8 @@ def create_app(
         references=ReferenceChecker(notices, settings.reference_cache_ttl),
         instance_path=app.instance_path,
     )
+    for label, engine in engine_labels(engines).items():
+        app.extensions["backoffice"].engine_stats.watch(engine, label)
     if settings.engine_guard:
         for _role, engine in engines.items():
             guard_engine(engine)
@@ -99,10 +103,11 @@ def create_app(
     init_login(app)
     app.before_request(enforce)
 
-    from app import health
+    from app import health, metrics
     from app.api import register_api
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     register_api(app)
 
     from app.cli import register_commands

@@ -167,6 +167,7 @@ class Settings:
     job_max_attempts: int = 3
     worker_poll_seconds: float = 1.0
     export_dir: str | None = None  # None: <instance>/exports
+    metrics_token: str | None = None  # lets a scraper read /metrics without an admin login
     engine_guard: bool = True  # refuse work spanning both engines (off in production)
 
     @property
@@ -298,6 +299,7 @@ class Settings:
             job_max_attempts=number("JOB_MAX_ATTEMPTS", 3, minimum=1),
             worker_poll_seconds=seconds("WORKER_POLL_SECONDS", 1.0),
             export_dir=get("EXPORT_DIR"),
+            metrics_token=get("METRICS_TOKEN"),
             engine_guard=parse_bool(
                 "ENGINE_GUARD", get("ENGINE_GUARD") or str(app_env != "production")
             ),

@@ -7,6 +7,7 @@ role that may use the route (`viewer` < `operator` < `admin`).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from app.db.session import db_session
 from app.errors import APIError
 
 PUBLIC = "public"
+METRICS = "metrics"  # an admin, or `Authorization: Bearer <METRICS_TOKEN>` (a scraper)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 View = TypeVar("View", bound=Callable)
@@ -27,7 +29,7 @@ View = TypeVar("View", bound=Callable)
 
 def allow(rule: str, *, while_password_change_required: bool = False) -> Callable[[View], View]:
     """Declare who may use a view: PUBLIC, "viewer", "operator" or "admin"."""
-    if rule != PUBLIC and rule not in services.RANK:
+    if rule not in (PUBLIC, METRICS) and rule not in services.RANK:
         raise ValueError(f"unknown access rule {rule!r}")
 
     def mark(view: View) -> View:
@@ -53,6 +55,12 @@ def enforce() -> None:
         raise APIError("this route is not available", code="forbidden", status=403)
     if rule == PUBLIC:
         return
+    if rule == METRICS:
+        token = current_app.extensions["backoffice"].settings.metrics_token
+        offered = request.headers.get("Authorization", "")
+        if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+            return
+        rule = "admin"
     principal = current_user
     if not principal.is_authenticated:
         raise APIError("log in, or send an API token", code="unauthenticated", status=401)
