@@ -43,8 +43,10 @@ class EngineStats:
 
         @event.listens_for(engine, "handle_error")
         def _error(context):
-            if context.connection is not None:
-                context.connection.info.get("query_started", [None]).pop()
+            # Errors outside a statement (connecting, committing) started no timer.
+            started = context.connection.info.get("query_started") if context.connection else None
+            if started:
+                started.pop()
             with self._lock:
                 self.errors[label] += 1
 
