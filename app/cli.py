@@ -117,6 +117,38 @@ def db_repair(tree: str) -> None:
         click.echo(migrations.repair(_backoffice().engines, role))
 
 
+@db_cli.command("backup")
+@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The file to write (pg_dump custom format).",
+)
+def db_backup(tree: EngineRole, output: str) -> None:
+    """Back up one engine's schemas, version table and engine record with pg_dump."""
+    from app.db import backup
+
+    path = backup.backup(_backoffice().engines, tree, output)
+    click.echo(f"{tree}: backed up to {path} ({path.stat().st_size} bytes)")
+
+
+@db_cli.command("restore")
+@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Drop the engine's schemas first when the database is not empty.",
+)
+def db_restore(tree: EngineRole, source: str, replace: bool) -> None:
+    """Restore one engine's backup (refused over existing tables without --replace)."""
+    from app.db import backup
+
+    backup.restore(_backoffice().engines, tree, source, replace=replace)
+    click.echo(f"{tree}: restored from {source}")
+
+
 @db_cli.command("revision")
 @click.argument("tree", type=click.Choice(["primary", "data"]))
 @click.option("-m", "--message", required=True)

@@ -49,3 +49,11 @@ def test_each_tree_filters_autogenerate_to_its_own_schemas():
 def test_bases_keep_separate_metadata():
     assert BASES[PRIMARY] is PrimaryBase
     assert BASES[PRIMARY].metadata is not BASES[DATA].metadata
+
+
+def test_drift_checks_ignore_the_import_staging_tables():
+    include = migrations.include_name_for(DATA)
+    for name in ("import_12", "import_12_a3"):
+        assert include(name, "table", {"schema_name": "workspace"}) is False
+    assert include("imports", "table", {"schema_name": "workspace"}) is True
+    assert include("import_12", "table", {"schema_name": "reference"}) is True

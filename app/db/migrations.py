@@ -9,6 +9,7 @@ runs on it, and a tree refuses a database recorded for the other engine in split
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ VERSION_TABLES: dict[EngineRole, str] = {
 }
 VERSION_SCHEMA = "public"
 ROLE_TABLE = "backoffice_engine_roles"
+# The import jobs' tables, one per import (and attempt), whose shape is the file's.
+STAGING_TABLE = re.compile(r"^import_[0-9]+(_a[0-9]+)?$")
 
 
 class WrongDatabase(ConfigError):
@@ -61,6 +64,8 @@ def include_name_for(role: EngineRole) -> Callable[[str | None, str, Any], bool]
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         if type_ == "schema":
             return name in owned
+        if type_ == "table" and name and STAGING_TABLE.match(name):
+            return parent_names.get("schema_name") != "workspace"  # an import's, not a model's
         return True
 
     return include_name
