@@ -8,6 +8,7 @@ data-engine row refers to a primary-engine row by its plain id, checked in code 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -45,6 +46,11 @@ def metadata_of(role: EngineRole) -> MetaData:
     import app.models  # noqa: F401  (registers every model on its base)
 
     return BASES[role].metadata
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as models show it in JSON."""
+    return value.isoformat() if value else None
 
 
 def layout_violations(metadatas: Mapping[EngineRole, MetaData]) -> list[str]:

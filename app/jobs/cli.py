@@ -34,6 +34,13 @@ def _scope():
     return session_scope(_bo().session_factory)
 
 
+def _customer(session, code: str):
+    customer = find_by_code(session, code)
+    if customer is None:
+        raise click.ClickException(f"no customer with code {code}")
+    return customer
+
+
 def _refuse(exc: APIError):
     raise click.ClickException(exc.message) from None
 
@@ -123,9 +130,7 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
     bo = _bo()
     try:
         with _scope() as session:
-            customer = find_by_code(session, customer_code)
-            if customer is None:
-                raise click.ClickException(f"no customer with code {customer_code}")
+            customer = _customer(session, customer_code)
             if run_async:  # a worker on another host must be able to read the bytes
                 with open(file, "rb") as handle:
                     batch = imports.receive(
@@ -236,9 +241,7 @@ def export_command(dataset, customer_code, output, gzipped, run_async, as_json) 
     bo = _bo()
     try:
         with _scope() as session:
-            customer = find_by_code(session, customer_code)
-            if customer is None:
-                raise click.ClickException(f"no customer with code {customer_code}")
+            customer = _customer(session, customer_code)
             e = exports.create(
                 session,
                 bo.references,

@@ -27,15 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import DataBase
+from app.db.base import DataBase, iso
 
 SCHEMA = {"schema": "workspace"}
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 IMPORT_STATUSES = ("pending", "staged", "failed", "cancelled", "purged")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 class Job(DataBase):
@@ -92,9 +88,9 @@ class Job(DataBase):
             "result": self.result,
             "customer_id": self.customer_id,
             "created_by": self.created_by,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
         }
 
 
@@ -146,8 +142,8 @@ class ImportBatch(DataBase):
             "header": self.header,
             "rows_staged": self.rows_staged,
             "error": self.error,
-            "created_at": _iso(self.created_at),
-            "staged_at": _iso(self.staged_at),
+            "created_at": iso(self.created_at),
+            "staged_at": iso(self.staged_at),
         }
 
 
@@ -199,8 +195,8 @@ class Transform(DataBase):
             "status": self.status,
             **(self.counts or {}),
             "error": self.error,
-            "created_at": _iso(self.created_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso(self.created_at),
+            "finished_at": iso(self.finished_at),
         }
 
 
@@ -265,6 +261,6 @@ class Export(DataBase):
             "rows": self.rows,
             "size_bytes": self.size_bytes,
             "error": self.error,
-            "created_at": _iso(self.created_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso(self.created_at),
+            "finished_at": iso(self.finished_at),
         }

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db.base import PrimaryBase
+from app.db.base import PrimaryBase, iso
 
 ROLES = ("viewer", "operator", "admin")  # each may do what the ones before it may
 SCHEMA = {"schema": "config"}
@@ -64,8 +64,8 @@ class User(PrimaryBase):
             "role": self.role,
             "is_active": self.is_active,
             "must_change_password": self.must_change_password,
-            "created_at": _iso(self.created_at),
-            "last_login_at": _iso(self.last_login_at),
+            "created_at": iso(self.created_at),
+            "last_login_at": iso(self.last_login_at),
         }
 
 
@@ -93,9 +93,9 @@ class UserSession(PrimaryBase):
     def as_dict(self, *, current_id: int | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
-            "created_at": _iso(self.created_at),
-            "last_seen_at": _iso(self.last_seen_at),
-            "expires_at": _iso(self.expires_at),
+            "created_at": iso(self.created_at),
+            "last_seen_at": iso(self.last_seen_at),
+            "expires_at": iso(self.expires_at),
             "client_ip": self.client_ip,
             "user_agent": self.user_agent,
             "current": self.id == current_id,
@@ -123,9 +123,9 @@ class ApiToken(PrimaryBase):
             "name": self.name,
             "role": self.role,
             "user_id": self.user_id,
-            "created_at": _iso(self.created_at),
-            "expires_at": _iso(self.expires_at),
-            "revoked_at": _iso(self.revoked_at),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
         }
 
 
@@ -149,7 +149,7 @@ class AuditEntry(PrimaryBase):
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "at": _iso(self.at),
+            "at": iso(self.at),
             "actor_id": self.actor_id,
             "actor_email": self.actor_email,
             "action": self.action,
@@ -171,7 +171,3 @@ class LoginThrottle(PrimaryBase):
     failures: Mapped[int] = mapped_column(Integer)
     window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
