@@ -41,7 +41,7 @@ def create_export():
 def get_export(export_id: int):
     db = db_session()
     e = exports.get(db, export_id)
-    job = queue.get_job(db, e.job_id).as_dict() if e.job_id else None
+    job = queue.job_of(db, e.job_id)
     return jsonify(export=e.as_dict(), job=job)
 
 

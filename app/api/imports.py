@@ -76,7 +76,7 @@ def list_imports():
 def get_import(import_id: int):
     db = db_session()
     batch = imports.get_import(db, import_id)
-    job = queue.get_job(db, batch.job_id).as_dict() if batch.job_id else None
+    job = queue.job_of(db, batch.job_id)
     return jsonify(**{"import": batch.as_dict(), "job": job})
 
 

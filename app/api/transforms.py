@@ -49,5 +49,5 @@ def create_transform():
 def get_transform(transform_id: int):
     db = db_session()
     t = transforms.get(db, transform_id)
-    job = queue.get_job(db, t.job_id).as_dict() if t.job_id else None
+    job = queue.job_of(db, t.job_id)
     return jsonify(transform=t.as_dict(), job=job)

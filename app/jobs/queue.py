@@ -129,6 +129,11 @@ def get_job(session: BackofficeSession, job_id: int) -> Job:
     return job
 
 
+def job_of(session: BackofficeSession, job_id: int | None) -> dict[str, Any] | None:
+    """The job behind an import, transform or export, as the API shows it (None if gone)."""
+    return get_job(session, job_id).as_dict() if job_id else None
+
+
 def list_jobs(
     session: BackofficeSession,
     *,
