@@ -81,6 +81,8 @@ class EmbeddedPostgres:
         if os.geteuid() != 0:
             return {}
         entry = _ensure_system_user()
+        # The binaries may sit in a virtual environment under a private folder (mktemp -d).
+        _let_through(self.bin_dir.parent)
         # Group too: left as root's, the group bits (none) would apply instead of "other".
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -238,10 +240,16 @@ class EmbeddedPostgres:
         entry = _ensure_system_user()
         os.chown(path, entry.pw_uid, entry.pw_gid)
         path.chmod(0o700)
-        for parent in path.parents:
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
-                parent.chmod(mode | 0o001)  # traverse only, nothing readable
+        _let_through(path)
+
+
+def _let_through(path: Path) -> None:
+    """As root: let the server's user traverse every folder above `path` (execute bit only,
+    nothing becomes readable)."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
 
 
 def _ensure_system_user() -> pwd.struct_passwd:
