@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+from sqlalchemy.engine import make_url
+
 from app.auth.tokens import SESSION_COOKIE
+from app.db.embedded import as_system_user
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +61,23 @@ class Connection:
         except ValueError:
             data = None
         return Reply(response.status, dict(response.getheaders()), data)
+
+    def upload(self, headers: dict, customer_id: int, csv: str = "a,b\n1,2\n") -> Reply:
+        """POST /api/imports with a CSV file, as multipart."""
+        boundary = "----backoffice-test"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="customer_id"\r\n\r\n'
+            f'{customer_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="a.csv"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n'
+        ).encode()
+        self.conn.request(
+            "POST",
+            "/api/imports",
+            body=body,
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        response = self.conn.getresponse()
+        return Reply(response.status, dict(response.getheaders()), json.loads(response.read()))
 
     def close(self) -> None:
         self.conn.close()
@@ -176,3 +198,91 @@ class WorkerProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=15)
+
+
+def find_pgbouncer() -> tuple[str | None, str]:
+    """PgBouncer's binary, installed from Debian's package when missing and we may; else
+    None and the reason."""
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if found:
+        return found, ""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None, "pgbouncer is not installed, and apt-get cannot install it here (not root)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "pgbouncer"]
+    for step in (install, ["apt-get", "update", "-q"], install):
+        result = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
+    found = shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if found:
+        return found, ""
+    return None, f"apt-get install pgbouncer failed: {result.stderr.strip()[-300:]}"
+
+
+class PgBouncer:
+    """A real PgBouncer in transaction mode on loopback, in front of one PostgreSQL server."""
+
+    def __init__(self, binary: str, folder: Path, server_url: str, pool_size: int) -> None:
+        server = make_url(server_url)
+        self.folder = folder
+        self.port = free_port()
+        self.pool_size = pool_size
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "users.txt").write_text(f'"{server.username}" ""\n')
+        (folder / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={server.host} port={server.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {folder / 'users.txt'}\n"
+            f"admin_users = {server.username}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {pool_size}\n"
+            "max_client_conn = 500\nmin_pool_size = 0\nreserve_pool_size = 0\n"
+            f"logfile = {folder / 'pgbouncer.log'}\n"
+        )
+        self.user = server.username
+        run_as = as_system_user(folder)
+        if run_as:
+            for path in (folder, *folder.iterdir()):
+                os.chown(path, run_as["user"], run_as["group"])
+        self.process = subprocess.Popen(
+            [binary, str(folder / "pgbouncer.ini")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **run_as,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.show("VERSION")
+                return
+            except psycopg.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pgbouncer did not start: {self.log()}") from None
+                time.sleep(0.1)
+
+    def url(self, direct_url: str) -> str:
+        """The same database as `direct_url`, through this PgBouncer."""
+        url = make_url(direct_url).set(host="127.0.0.1", port=self.port)
+        return url.update_query_dict({"pgbouncer": "true"}).render_as_string(hide_password=False)
+
+    def show(self, what: str) -> list[dict]:
+        """SHOW <what> on the admin console (simple query protocol only)."""
+        conninfo = f"host=127.0.0.1 port={self.port} dbname=pgbouncer user={self.user}"
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=2) as conn:
+            cursor = psycopg.ClientCursor(conn)
+            cursor.execute(f"SHOW {what}", prepare=False)
+            names = [c.name for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def log(self) -> str:
+        path = self.folder / "pgbouncer.log"
+        return path.read_text()[-2000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,6 +1,5 @@
 """Ending sessions reaches every worker of a real gunicorn within a second."""
 
-import json
 import time
 
 import pytest
@@ -147,25 +146,6 @@ def test_throttling_holds_across_workers(factory, workers):
         assert reply.status == 429 and int(reply.headers["Retry-After"]) > 0
 
 
-def upload(conn, headers, customer_id: int):
-    """POST /api/imports with a tiny CSV, as multipart, on one pinned connection."""
-    boundary = "----backoffice-test"
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="customer_id"\r\n\r\n'
-        f'{customer_id}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f'filename="a.csv"\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\n\r\n--{boundary}--\r\n'
-    ).encode()
-    conn.conn.request(
-        "POST",
-        "/api/imports",
-        body=body,
-        headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    response = conn.conn.getresponse()
-    payload = json.loads(response.read())
-    return response.status, payload
-
-
 def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
     factory, workers, admin
 ):
@@ -178,10 +158,10 @@ def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
             session, Actor(None, "tests"), code="SPREAD", name="Spread"
         )
     for conn in workers:  # every worker has checked, and cached, the customer as active
-        status, payload = upload(conn, admin, customer.id)
-        assert status == 202, payload
+        reply = conn.upload(admin, customer.id)
+        assert reply.status == 202, reply.body
         before = conn.request("GET", "/health/ready").body["reference_cache"]
-        assert upload(conn, admin, customer.id)[0] == 202
+        assert conn.upload(admin, customer.id).status == 202
         after = conn.request("GET", "/health/ready").body["reference_cache"]
         assert after["trusted"] and after["hits"] == before["hits"] + 1, "answered from cache"
     reply = workers[0].request(
@@ -191,9 +171,9 @@ def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
     started = time.monotonic()
     pending = list(workers)
     while pending and time.monotonic() - started < 5:
-        pending = [c for c in pending if upload(c, admin, customer.id)[0] == 202]
+        pending = [c for c in pending if c.upload(admin, customer.id).status == 202]
     assert not pending, f"workers {[c.pid for c in pending]} still accept the customer"
     assert time.monotonic() - started < 1.0
     for conn in workers:
-        status, payload = upload(conn, admin, customer.id)
-        assert status == 422 and payload["error"]["code"] == "inactive_customer"
+        reply = conn.upload(admin, customer.id)
+        assert reply.status == 422 and reply.body["error"]["code"] == "inactive_customer"

@@ -78,13 +78,8 @@ class EmbeddedPostgres:
     # -- running commands -------------------------------------------------------------
 
     def _as_user(self) -> dict:
-        if os.geteuid() != 0:
-            return {}
-        entry = _ensure_system_user()
         # The binaries may sit in a virtual environment under a private folder (mktemp -d).
-        _let_through(self.bin_dir.parent)
-        # Group too: left as root's, the group bits (none) would apply instead of "other".
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return as_system_user(self.bin_dir.parent)
 
     def _run(self, *args: str, timeout: int = 60) -> None:
         # Output goes to a file, not a pipe: pg_ctl's server inherits the descriptors and
@@ -241,6 +236,18 @@ class EmbeddedPostgres:
         os.chown(path, entry.pw_uid, entry.pw_gid)
         path.chmod(0o700)
         _let_through(path)
+
+
+def as_system_user(*reachable: Path) -> dict:
+    """`subprocess` arguments that run a server as SYSTEM_USER when we are root (PostgreSQL
+    and PgBouncer both refuse to run as root), able to reach the given folders."""
+    if os.geteuid() != 0:
+        return {}
+    entry = _ensure_system_user()
+    for path in reachable:
+        _let_through(path)
+    # Group too: left as root's, the group bits (none) would apply instead of "other".
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _let_through(path: Path) -> None:
