@@ -16,7 +16,7 @@ from werkzeug.serving import run_simple
 from app.auth.cli import users_cli
 from app.customers.cli import customers_cli
 from app.db import migrations
-from app.db.schemas import ENGINE_ROLES, EngineRole
+from app.db.schemas import DATA, ENGINE_ROLES, PRIMARY, EngineRole
 from app.errors import ConfigError, DatabaseUnavailable, first_line
 from app.jobs.cli import COMMANDS as job_commands
 
@@ -147,6 +147,88 @@ def db_restore(tree: EngineRole, source: str, replace: bool) -> None:
 
     backup.restore(_backoffice().engines, tree, source, replace=replace)
     click.echo(f"{tree}: restored from {source}")
+
+
+def _report_move(report, as_json: bool, environment: dict[str, str]) -> None:
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "environment": environment}))
+        return
+    for table in report.tables:
+        click.echo(f"  {table.table:28} {table.rows:>12,} rows  checksum {table.checksum}  same")
+    if report.copied:
+        click.echo(
+            f"{report.direction}: {len(report.tables)} tables, {report.rows:,} rows copied "
+            "and verified"
+        )
+    else:
+        click.echo(f"{report.direction}: already done to {report.target}; nothing copied")
+    if report.dropped_old:
+        click.echo(f"the old copies in {report.source} are dropped")
+    else:
+        click.echo(
+            f"the old copies in {report.source} are read-only; drop them with --drop-old "
+            "once the app runs on the new layout"
+        )
+    click.echo("Put in the environment (passwords masked), then restart every process:")
+    for name, value in environment.items():
+        click.echo(f"  {name}={value}")
+
+
+@db_cli.command("split")
+@click.option("--to-primary", "to_primary", required=True, help="URL of the new primary database.")
+@click.option("--drop-old", is_flag=True, help="Drop the old copies once verified.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
+    """Move a single-database deployment to split mode: copy `config` and `customer` to a new,
+    empty primary database, verify them, and close the old copies to writers."""
+    from app.config import parse_database_url
+    from app.db import layout
+
+    engines = _backoffice().engines
+    if engines.split:
+        raise ConfigError("db split starts from single mode (SPLIT_DB_MODE=false)")
+    target = parse_database_url("--to-primary", to_primary)
+    new_primary = layout.target_engine(target)
+    try:
+        report = layout.move(
+            engines.primary,
+            new_primary,
+            direction="split",
+            drop_old=drop_old,
+            source_name=engines.masked_url(PRIMARY),
+            target_name=target.masked,
+        )
+    finally:
+        new_primary.dispose()
+    environment = {
+        "SPLIT_DB_MODE": "true",
+        "PRIMARY_DATABASE_URL": target.masked,
+        "DATA_DATABASE_URL": engines.masked_url(PRIMARY),
+    }
+    _report_move(report, as_json, environment)
+
+
+@db_cli.command("merge")
+@click.option("--drop-old", is_flag=True, help="Drop the old primary copies once verified.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def db_merge(drop_old: bool, as_json: bool) -> None:
+    """Move a split deployment to one database: copy `config` and `customer` into the data
+    database, verify them, and close the old copies to writers."""
+    from app.db import layout
+
+    engines = _backoffice().engines
+    if not engines.split:
+        raise ConfigError("db merge starts from split mode (SPLIT_DB_MODE=true)")
+    report = layout.move(
+        engines.primary,
+        engines.data,
+        direction="merge",
+        drop_old=drop_old,
+        source_name=engines.masked_url(PRIMARY),
+        target_name=engines.masked_url(DATA),
+    )
+    environment = {"SPLIT_DB_MODE": "false", "DATABASE_URL": engines.masked_url(DATA)}
+    _report_move(report, as_json, environment)
 
 
 @db_cli.command("revision")

@@ -313,6 +313,13 @@ def upgrade(
             command.upgrade(alembic_config(role, split=engines.split, connection=conn), revision)
 
 
+def upgrade_connection(conn: Connection, role: EngineRole, *, split: bool) -> None:
+    """Bring one tree to head on a connection of the caller's (which commits)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(role, split=split, connection=conn), "heads")
+
+
 def downgrade(engines: Engines, role: EngineRole, revision: str) -> None:
     from alembic import command
 
