@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,13 +179,14 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], concurrency: int = 1) -> None:
         clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
         backoffice = os.path.join(os.path.dirname(sys.executable), "backoffice")
+        # A file, not a pipe: a full pipe would block the worker.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [backoffice, "worker", "--concurrency", str(concurrency)],
             cwd=ROOT,
             env={**clean, **env},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=self.log,
         )
 
     @property
@@ -194,10 +196,17 @@ class WorkerProcess:
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Kill it; returns what it wrote on stderr (its log)."""
+        if self.log.closed:
+            return ""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=15)
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace")
+        self.log.close()
+        return text
 
 
 def find_pgbouncer() -> tuple[str | None, str]:

@@ -8,6 +8,7 @@ stdout. They exit non-zero when the job failed or was cancelled.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -280,6 +281,12 @@ def export_command(dataset, customer_code, output, gzipped, run_async, as_json) 
 @with_appcontext
 def worker_command(concurrency: int, kinds: tuple[str, ...]) -> None:
     """Claim and run queued jobs until stopped (SIGTERM: after the running jobs)."""
+    if not logging.getLogger().handlers:  # a service: say what it does, with times, on stderr
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     click.echo(f"worker: {concurrency} at a time, kinds: {', '.join(kinds) or 'all'}", err=True)
     Worker(_bo(), concurrency, list(kinds) or None).run()
 

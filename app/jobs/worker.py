@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -21,6 +22,7 @@ from app.jobs.runner import Outcome, Progress, run_claim
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 10
+MAX_BACKOFF_SECONDS = 30.0  # the longest wait between claims while the data engine is down
 
 
 def worker_id(thread: int = 0) -> str:
@@ -50,6 +52,24 @@ def run_now(backoffice, job_id: int, on_progress=None) -> Outcome | None:
     return None if claim is None else run_one(backoffice, claim, on_progress)
 
 
+class Backoff:
+    """Waits that double with each failure in a row, from `first` up to `longest` seconds,
+    spread by a fifth either way so that many workers do not retry in step."""
+
+    def __init__(self, first: float, longest: float = MAX_BACKOFF_SECONDS) -> None:
+        self.first = first
+        self.longest = longest
+        self.failures = 0
+
+    def next(self) -> float:
+        wait = min(self.longest, self.first * 2**self.failures)
+        self.failures += 1
+        return wait * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 class Worker:
     def __init__(self, backoffice, concurrency: int = 1, kinds: list[str] | None = None) -> None:
         self.backoffice = backoffice
@@ -70,6 +90,7 @@ class Worker:
     def loop(self, thread: int) -> None:
         me = worker_id(thread)
         poll = self.backoffice.settings.worker_poll_seconds
+        backoff = Backoff(first=max(poll, 0.5))
         while not self.stopping.is_set():
             try:
                 self._sweep()
@@ -79,10 +100,19 @@ class Worker:
                     self.backoffice.settings.job_lease_seconds,
                     kinds=self.kinds,
                 )
-            except Exception as exc:  # the data engine is down: wait and try again
-                log.warning("worker %s: cannot claim: %s", me, str(exc).splitlines()[0])
-                self.stopping.wait(min(poll * 5, 10))
+            except Exception as exc:  # the data engine is down: wait longer each time
+                wait = backoff.next()
+                log.warning(
+                    "worker %s: cannot claim: %s; retrying in %.1f s",
+                    me,
+                    str(exc).splitlines()[0],
+                    wait,
+                )
+                self.stopping.wait(wait)
                 continue
+            if backoff.failures:
+                log.warning("worker %s: the data engine answers again", me)
+                backoff.reset()
             if claim is None:
                 self.stopping.wait(poll)
                 continue
@@ -94,7 +124,7 @@ class Worker:
             except Exception:  # recording the outcome failed (the data engine went away):
                 # the lease runs out and the job is taken up again; this thread carries on.
                 log.exception("job %s: outcome not recorded", claim.job_id)
-                self.stopping.wait(min(poll * 5, 10))
+                self.stopping.wait(backoff.next())
                 continue
             log.info(
                 "job %s: %s%s",
