@@ -9,39 +9,56 @@ from app import create_app
 from app.auth.services import Actor
 from app.customers import services as customers
 from app.db import migrations
-from app.db.schemas import DATA
+from app.db.schemas import DATA, PRIMARY
 from app.db.session import session_scope
+from tests.conftest import start_embedded_server
 from tests.harness import WorkerProcess
 from tests.test_jobs import FAST, csv_rows, job_row, queue_import, staged_count, wait_for
 
 SIZES = [400_000, 10, 2_000, 30_000, 1, 5_000]
 
 
-@pytest.fixture
-def bo(split, tmp_path, spare_servers):
+def backoffice_on(servers, tmp_path):
     env = {
         "APP_ENV": "test",
-        "SPLIT_DB_MODE": str(split).lower(),
+        "SPLIT_DB_MODE": str(len(servers) == 2).lower(),
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": "k",
         **FAST,
         "JOB_MAX_ATTEMPTS": "5",
     }
-    for role, server in spare_servers.items():
+    for role, server in servers.items():
         env[f"{role.upper()}_DATABASE_URL"] = server.url
-    application = create_app(env)
-    backoffice = application.extensions["backoffice"]
+    backoffice = create_app(env).extensions["backoffice"]
     migrations.upgrade(backoffice.engines)
     backoffice.env = env
+    return backoffice
+
+
+@pytest.fixture
+def bo(tmp_path, spare_servers):
+    """On servers of the test's own, in the run's layout."""
+    backoffice = backoffice_on(spare_servers, tmp_path)
     yield backoffice
     backoffice.close()
+
+
+@pytest.fixture
+def two_servers(tmp_path):
+    """Split mode whatever the run's layout: the primary must be a server of its own."""
+    servers = {role: start_embedded_server(tmp_path / role) for role in (PRIMARY, DATA)}
+    backoffice = backoffice_on(servers, tmp_path)
+    yield backoffice, servers
+    backoffice.close()
+    for server in servers.values():
+        server.embedded.stop()
 
 
 def test_a_worker_waits_out_a_data_engine_outage_and_loses_nothing(bo, spare_servers, split):
     with session_scope(bo.session_factory) as session:
         customer = customers.create_customer(session, Actor(None, "tests"), code="OUT", name="Out")
     jobs = {queue_import(bo, customer, csv_rows(n)): n for n in SIZES}
-    data_server = spare_servers[DATA if split else "primary"].embedded
+    data_server = spare_servers[DATA if split else PRIMARY].embedded
     worker = WorkerProcess(bo.env, concurrency=2)
     try:
         _, big_job = next(iter(jobs))
@@ -71,21 +88,18 @@ def test_a_worker_waits_out_a_data_engine_outage_and_loses_nothing(bo, spare_ser
     assert "the data engine answers again" in log
 
 
-def test_with_the_primary_down_a_worker_finishes_and_publishes_what_it_holds(
-    bo, spare_servers, split
-):
-    if not split:
-        pytest.skip("single mode has one server: the outage above is the primary's too")
+def test_with_the_primary_down_a_worker_finishes_and_publishes_what_it_holds(two_servers):
+    bo, servers = two_servers
     with session_scope(bo.session_factory) as session:
         customer = customers.create_customer(session, Actor(None, "tests"), code="PRI", name="P")
     import_id, job_id = queue_import(bo, customer, csv_rows(300_000))
     worker = WorkerProcess(bo.env)
     try:
         assert wait_for(lambda: job_row(bo, job_id).progress_done > 0, 60, 0.005)
-        spare_servers["primary"].embedded.stop()
+        servers[PRIMARY].embedded.stop()
         assert wait_for(lambda: job_row(bo, job_id).status == "succeeded", 60, 0.1)
         assert staged_count(bo, import_id) == 300_000
         assert job_row(bo, job_id).attempt == 1, "not interrupted by the primary's outage"
     finally:
         worker.stop()
-        spare_servers["primary"].embedded.start()
+        servers[PRIMARY].embedded.start()
