@@ -127,6 +127,10 @@ PRODUCT_CASES = [
     ("updated_at", "2024-02-30", "not a timest"),
     ("updated_at", "01/05/2024", "not a timest"),
     ("updated_at", "2024-5-1", "not a timest"),
+    ("updated_at", "2024-05-01 10:30 PST", "not a timest"),  # offsets only, no zone names
+    ("updated_at", "May 1 2024", "not a timest"),
+    ("updated_at", "2024-05-01 allballs", "not a timest"),
+    ("updated_at", "20240501", "not a timest"),
     ("name", "", "required"),
     ("name", "  padded  ", None),
 ]
@@ -179,6 +183,8 @@ RATES = (
         ),
         ("DHL,express,10115,80331,0,5,9.90,EUR,2024-13-01,", ("effective_date", "not a date")),
         ("DHL,express,10115,80331,0,5,9.90,EUR,,", ("effective_date", "required")),
+        ("DHL,express,10115,80331,0,5,9.90,EUR,01.05.2024,", ("effective_date", "not a date")),
+        ("DHL,express,10115,80331,0,5,9.90,EUR,2024-05-01 10:00,", ("effective_date", "not a")),
         ("DHL,,10115,80331,0,5,9.90,EUR,2024-01-01,", ("service", "required")),
         ("DHL,express,10115,,0,5,9.90,EUR,2024-01-01,", ("dest_postal", "required")),
         ("DHL,express,10115,80331,-1,5,9.90,EUR,2024-01-01,", ("weight_min_kg", "must be at")),

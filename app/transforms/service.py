@@ -1,8 +1,9 @@
 """Transforms: an import's staged text cast into a dataset's reference table for its customer.
 
-One job, one transaction on the data engine: reject pass (rows that break a rule go to
-`workspace.transform_errors`, batch by batch, reporting progress), then one upsert of the valid
-rows, then the fenced publish. Readers of `reference` see the whole transform or none of it.
+One job, one transaction on the data engine: the staged text is cast and checked once, batch
+by batch (reporting progress), into a temporary table of typed rows; the refused ones are
+written to `workspace.transform_errors` with their reasons; one upsert takes the valid ones;
+then the fenced publish. Readers of `reference` see the whole transform or none of it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.jobs.runner import JobContext, JobFailed
 from app.models.data.workspace import ImportBatch, Transform, TransformError
 from app.transforms.sql import Plan
 
-BATCH = 500_000  # rows checked per statement of the reject pass (one progress step)
+BATCH = 500_000  # rows cast per statement (one progress step)
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 
 
@@ -181,13 +182,15 @@ class TransformJob:
             )
             cursor = conn.connection.dbapi_connection.cursor()
             total = batch.rows_staged or 0
-            rejected = 0
-            reject = plan.reject(t.id, batch.id)
+            cursor.execute(plan.typed_table())
+            cast_batch = plan.cast_batch()
             for low in range(0, max(total, 1), BATCH):
                 ctx.check()
-                rows, _values = cursor.execute(reject, (low, low + BATCH)).fetchone()
-                rejected += rows
+                cursor.execute(cast_batch, (low, low + BATCH))
                 ctx.report(min(low + BATCH, total), total, "rows")
+            rejected = cursor.execute(plan.rejected()).fetchone()[0]
+            if rejected:
+                cursor.execute(plan.reject(t.id, batch.id))
             counts = {"rejected": rejected}
             if t.max_rejects is not None and rejected > t.max_rejects:
                 counts.update(inserted=0, updated=0, unchanged=0, superseded=0)

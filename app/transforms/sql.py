@@ -22,11 +22,8 @@ from psycopg import sql
 from app.datasets.base import Dataset, Field
 from app.transforms.currencies import ISO_4217
 
-DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-TIMESTAMP = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
-)
+TIME_CHARACTERS = "0123456789:.+-TZ "  # what may follow an ISO date in a timestamp
+TYPED = sql.Identifier("transform_rows")  # a temporary table, the transaction's own
 BOOLEANS = ("true", "false", "yes", "no", "1", "0", "t", "f")
 TRUE = ("true", "yes", "1", "t")
 
@@ -62,10 +59,23 @@ def cast_of(f: Field, raw: sql.Composable) -> sql.Composable:
             yes=sql.SQL(", ").join(map(_lit, TRUE)),
         )
     if f.type in ("date", "timestamp"):
-        pattern, pg_type = (DATE, "date") if f.type == "date" else (TIMESTAMP, "timestamptz")
+        # ISO only: digits and dashes in the date's places (LIKE and translate, much cheaper
+        # than a regular expression), after it only what a time and an offset are made of;
+        # then the server's own parser says whether it is a real date and time.
+        if f.type == "date":
+            shape, pg_type = sql.SQL("{r} LIKE '____-__-__'").format(r=raw), "date"
+        else:
+            shape, pg_type = (
+                sql.SQL(
+                    "left({r}, 10) LIKE '____-__-__' "
+                    "AND translate(substr({r}, 11), {time}, '') = ''"
+                ).format(r=raw, time=_lit(TIME_CHARACTERS)),
+                "timestamptz",
+            )
         return sql.SQL(
-            "CASE WHEN {r} ~ {p} AND pg_input_is_valid({r}, {t}) THEN {r}::{cast} END"
-        ).format(r=raw, p=_lit(pattern), t=_lit(pg_type), cast=sql.SQL(pg_type))
+            "CASE WHEN {shape} AND translate(left({r}, 10), '0123456789', '') = '--' "
+            "AND pg_input_is_valid({r}, {t}) THEN {r}::{cast} END"
+        ).format(shape=shape, r=raw, t=_lit(pg_type), cast=sql.SQL(pg_type))
     if f.type == "currency":
         return sql.SQL("CASE WHEN upper({r}) = ANY({codes}) THEN upper({r}) END").format(
             r=raw, codes=sql.Literal(sorted(ISO_4217))
@@ -142,33 +152,74 @@ class Plan:
             )
         return found
 
+    def typed_table(self) -> sql.Composable:
+        """The transaction's own table of cast rows: each row is cast and checked once, then
+        read by the error pass and by the upsert (`ok`: no reason to refuse it)."""
+        return sql.SQL(
+            "CREATE TEMPORARY TABLE {typed} ON COMMIT DROP AS "
+            "SELECT x.rec, x.line, {xfields}, ({valid}) AS ok FROM ({checked}) x WITH NO DATA"
+        ).format(
+            typed=TYPED,
+            xfields=self._fields("x"),
+            valid=self.valid(),
+            checked=self.checked(where=sql.SQL("false")),
+        )
+
+    def cast_batch(self) -> sql.Composable:
+        """Cast and check the staged records of a rec range (%s, %s) into the typed table."""
+        return sql.SQL(
+            "INSERT INTO {typed} SELECT x.rec, x.line, {xfields}, ({valid}) FROM ({checked}) x"
+        ).format(
+            typed=TYPED,
+            xfields=self._fields("x"),
+            valid=self.valid(),
+            checked=self.checked(where=sql.SQL("s.rec > %s AND s.rec <= %s")),
+        )
+
+    def rejected(self) -> sql.Composable:
+        return sql.SQL("SELECT count(*) FROM {} WHERE NOT ok").format(TYPED)
+
     def reject(self, transform_id: int, import_id: int) -> sql.Composable:
-        """Write one error row per refused value of the records in a rec range (%s, %s)."""
+        """Write one error row per refused value of the refused records (checked again from
+        their staged text, for the values and reasons: refused records are few)."""
         values = sql.SQL(", ").join(
             sql.SQL("({}, {}, {})").format(_lit(name), sql.Identifier(f"raw_{name}"), reason)
             for name, reason in self.problems()
         )
         return sql.SQL(
-            "WITH e AS (INSERT INTO workspace.transform_errors "
+            "INSERT INTO workspace.transform_errors "
             '(transform_id, import_id, line, "column", value, reason) '
-            # Only the rows with a problem are expanded into one candidate per check.
-            "SELECT {tid}, {iid}, x.line, p.col, p.val, p.why "
-            "FROM (SELECT * FROM ({checked}) c WHERE NOT ({valid}) OFFSET 0) x "
-            "CROSS JOIN LATERAL (VALUES {values}) AS p(col, val, why) "
-            "WHERE p.why IS NOT NULL RETURNING line) "
-            "SELECT count(DISTINCT line), count(*) FROM e"
+            "SELECT {tid}, {iid}, x.line, p.col, p.val, p.why FROM ({checked}) x "
+            "CROSS JOIN LATERAL (VALUES {values}) AS p(col, val, why) WHERE p.why IS NOT NULL"
         ).format(
             tid=_lit(transform_id),
             iid=_lit(import_id),
-            checked=self.checked(where=sql.SQL("s.rec > %s AND s.rec <= %s")),
+            checked=self.checked(
+                where=sql.SQL("s.rec IN (SELECT rec FROM {} WHERE NOT ok)").format(TYPED)
+            ),
             values=values,
-            valid=self.valid(),
+        )
+
+    def _fields(self, alias: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(f.name))
+            for f in self.dataset.fields
         )
 
     def valid(self) -> sql.Composable:
-        return sql.SQL(" AND ").join(
-            sql.SQL("{} IS NULL").format(reason) for _name, reason in self.problems()
-        )
+        """True when `problems()` finds nothing, as plain tests (cheaper than the reasons)."""
+        tests = []
+        for f in self.dataset.fields:
+            raw, cast = sql.Identifier(f"raw_{f.name}"), sql.Identifier(f.name)
+            if f.required:
+                tests.append(sql.SQL("{} IS NOT NULL").format(raw))
+            if f.type != "text":
+                tests.append(sql.SQL("({} IS NULL OR {} IS NOT NULL)").format(raw, cast))
+            if f.nonnegative:
+                tests.append(sql.SQL("({} < 0) IS NOT TRUE").format(cast))
+        for rule in self.dataset.rules:
+            tests.append(sql.SQL("({}) IS NOT FALSE").format(sql.SQL(rule.sql)))
+        return sql.SQL(" AND ").join(tests) if tests else sql.SQL("true")
 
     def upsert(self, customer_id: int, import_id: int, *, deduplicate: bool) -> sql.Composable:
         """Insert or update the valid rows (its row count: inserted + updated; rows equal to
@@ -179,16 +230,15 @@ class Plan:
         fields = sql.SQL(", ").join(map(sql.Identifier, names))
         key = sql.SQL(", ").join(map(sql.Identifier, d.key))
         source = sql.SQL(
-            "SELECT {distinct} x.rec, {xfields} FROM ({checked}) x WHERE {valid} {order}"
+            "SELECT {distinct} x.rec, {xfields} FROM {typed} x WHERE x.ok {order}"
         ).format(
             distinct=sql.SQL("DISTINCT ON ({})").format(
                 sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
             )
             if deduplicate
             else sql.SQL(""),
-            xfields=sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(n)) for n in names),
-            checked=self.checked(where=sql.SQL("true")),
-            valid=self.valid(),
+            xfields=self._fields("x"),
+            typed=TYPED,
             order=sql.SQL("ORDER BY {}, x.rec DESC").format(
                 sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
             )
@@ -229,11 +279,10 @@ class Plan:
     def distinct_valid(self) -> sql.Composable:
         """How many distinct keys the valid rows have (for duplicates in one file)."""
         return sql.SQL(
-            "SELECT count(*) FROM (SELECT DISTINCT {key} FROM ({checked}) x WHERE {valid}) k"
+            "SELECT count(*) FROM (SELECT DISTINCT {key} FROM {typed} x WHERE x.ok) k"
         ).format(
             key=sql.SQL(", ").join(
                 sql.SQL("x.{}").format(sql.Identifier(k)) for k in self.dataset.key
             ),
-            checked=self.checked(where=sql.SQL("true")),
-            valid=self.valid(),
+            typed=TYPED,
         )
