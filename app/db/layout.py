@@ -33,7 +33,7 @@ from sqlalchemy.pool import NullPool
 from app.config import DatabaseTarget
 from app.db import migrations
 from app.db.base import metadata_of
-from app.db.engines import DatabaseIdentity, database_identity
+from app.db.engines import database_identity
 from app.db.schemas import DATA, PRIMARY, schemas_of
 from app.errors import ConfigError
 
@@ -118,14 +118,20 @@ def move(
         dst.rollback()
         if source_id == target_id:
             raise MoveRefused(f"the target is the source database ({target_id.database!r})")
+        source_key, target_key = _database_key(src), _database_key(dst)
         moved = _moved_to(src)
-        if moved and moved[0] == _key(target_id) and _copied_from(dst) == _key(source_id):
+        if (
+            moved
+            and target_key is not None
+            and moved[0] == target_key
+            and _copied_from(dst) == source_key
+        ):
             # Done before: verified then, and the target has been live since.
             report.dropped_old = moved[1] == "dropped"
         else:
-            _check_source(src, target_id)
-            _prepare_target(dst, source_id, split=direction == "split")
-            report.tables = _copy(src, dst, source_id, target_id)
+            source_key = _check_source(src, target_key)
+            target_key = _prepare_target(dst, source_key, split=direction == "split")
+            report.tables = _copy(src, dst, source_key, target_key, target_name)
             report.copied = True
         if drop_old and not report.dropped_old:
             _drop_old(src)
@@ -136,8 +142,21 @@ def move(
 # -- state of each side -----------------------------------------------------------------
 
 
-def _key(identity: DatabaseIdentity) -> str:
-    return f"{identity.system_identifier}/{identity.database}"
+def _database_key(conn: Connection, *, create: bool = False) -> str | None:
+    """A database's own lasting name for the markers (server identities can change with a
+    restart on managed servers); made the first time the database takes part in a move."""
+    if create:
+        _ensure_moves_table(conn)
+        conn.execute(
+            text(
+                f"INSERT INTO {MOVES_TABLE} (side, peer, state) "
+                "VALUES ('self', gen_random_uuid()::text, 'id') ON CONFLICT (side) DO NOTHING"
+            )
+        )
+    marker = _marker(conn, "self")
+    if not create:
+        conn.rollback()
+    return marker[0] if marker else None
 
 
 def _ensure_moves_table(conn: Connection) -> None:
@@ -198,10 +217,11 @@ def _has_guard(conn: Connection) -> bool:
     )
 
 
-def _check_source(src: Connection, target_id: DatabaseIdentity) -> None:
+def _check_source(src: Connection, target_key: str | None) -> str:
+    """Refuse a source that is behind or was moved elsewhere; returns its key."""
     with src.begin():
         moved = _marker(src, "source")
-        if moved and moved[1] in ("moved", "dropped") and moved[0] != _key(target_id):
+        if moved and moved[1] in ("moved", "dropped") and moved[0] != target_key:
             raise MoveRefused(
                 f"the source's primary schemas were already moved to another database "
                 f"({moved[0]}); point the app there"
@@ -212,11 +232,12 @@ def _check_source(src: Connection, target_id: DatabaseIdentity) -> None:
                 f"the source's primary tree is {status.state} (at "
                 f"{', '.join(status.current) or 'nothing'}): run `backoffice db upgrade` first"
             )
+        return _database_key(src, create=True)
 
 
-def _prepare_target(dst: Connection, source_id: DatabaseIdentity, *, split: bool) -> None:
+def _prepare_target(dst: Connection, source_key: str, *, split: bool) -> str:
     """Refuse a target holding data of its own; reset one holding an earlier, unfinished
-    copy; bring its primary tree to head; mark the copy as under way."""
+    copy; bring its primary tree to head; mark the copy as under way. Returns its key."""
     with dst.begin():
         if split and DATA in migrations.recorded_roles(dst):
             raise MoveRefused(
@@ -224,7 +245,7 @@ def _prepare_target(dst: Connection, source_id: DatabaseIdentity, *, split: bool
                 "the primary schemas"
             )
         ours = _marker(dst, "target")
-        resettable = (ours and ours[0] == _key(source_id)) or _has_guard(dst)
+        resettable = (ours and ours[0] == source_key) or _has_guard(dst)
         if resettable:
             for schema in schemas_of(PRIMARY):
                 dst.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -248,7 +269,8 @@ def _prepare_target(dst: Connection, source_id: DatabaseIdentity, *, split: bool
     with dst.begin():
         migrations.upgrade_connection(dst, PRIMARY, split=split)
     with dst.begin():
-        _set_marker(dst, "target", _key(source_id), "copying")
+        _set_marker(dst, "target", source_key, "copying")
+        return _database_key(dst, create=True)
 
 
 # -- copy and verify --------------------------------------------------------------------
@@ -304,7 +326,7 @@ def _close_to_writers(src: Connection) -> None:
 
 
 def _copy(
-    src: Connection, dst: Connection, source_id: DatabaseIdentity, target_id: DatabaseIdentity
+    src: Connection, dst: Connection, source_key: str, target_key: str, target_name: str
 ) -> list[TableReport]:
     with src.begin():
         _close_to_writers(src)
@@ -327,9 +349,9 @@ def _copy(
                         into.write(block)
                 _set_sequences(dst, table)
             reports = _compare(src, dst)
-            _set_marker(dst, "target", _key(source_id), "copied")
+            _set_marker(dst, "target", source_key, "copied")
             _forget(dst, "source")  # it holds the primary schemas now, whatever it held before
-        _close_source(src, target_id)
+        _close_source(src, target_key, target_name)
     return reports
 
 
@@ -354,26 +376,27 @@ def _set_sequences(dst: Connection, table: Table) -> None:
             )
 
 
-def _close_source(src: Connection, target_id: DatabaseIdentity) -> None:
+def _close_source(src: Connection, target_key: str, target_name: str) -> None:
     """Make the source's copies read-only for good, and stop calling it the primary."""
     src.execute(
         text(
             f"CREATE OR REPLACE FUNCTION {GUARD_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction', MESSAGE = "
-            "format('%s.%s moved to database %s (backoffice db split/merge): this copy is "
+            "format('%s.%s moved to %s (backoffice db split/merge): this copy is "
             "read-only; point the app at the new layout', TG_TABLE_SCHEMA, TG_TABLE_NAME, "
             "TG_ARGV[0]); END $$"
         )
     )
+    where = target_name.replace("'", "''")  # a trigger's argument is a literal
     for table in moved_tables():
         src.execute(
             text(
                 f"CREATE TRIGGER {GUARD_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
                 f"ON {table.fullname} FOR EACH STATEMENT EXECUTE FUNCTION {GUARD_FUNCTION}"
-                f"('{_key(target_id)}')"
+                f"('{where}')"
             )
         )
-    _set_marker(src, "source", _key(target_id), "moved")
+    _set_marker(src, "source", target_key, "moved")
     _forget(src, "target")
     src.execute(
         text(f"DELETE FROM {migrations.VERSION_SCHEMA}.{migrations.ROLE_TABLE} WHERE engine = :r"),
