@@ -247,14 +247,7 @@ def _prepare_target(dst: Connection, source_key: str, *, split: bool) -> str:
         ours = _marker(dst, "target")
         resettable = (ours and ours[0] == source_key) or _has_guard(dst)
         if resettable:
-            for schema in schemas_of(PRIMARY):
-                dst.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            dst.execute(
-                text(
-                    f"DROP TABLE IF EXISTS {migrations.VERSION_SCHEMA}."
-                    f"{migrations.VERSION_TABLES[PRIMARY]}"
-                )
-            )
+            _drop_primary_schemas(dst)
         else:
             busy = [
                 f"{t.fullname} ({n} rows)"
@@ -404,16 +397,20 @@ def _close_source(src: Connection, target_key: str, target_name: str) -> None:
     )
 
 
+def _drop_primary_schemas(conn: Connection) -> None:
+    """The primary schemas and the primary tree's version table, gone."""
+    for schema in schemas_of(PRIMARY):
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    conn.execute(
+        text(
+            f"DROP TABLE IF EXISTS {migrations.VERSION_SCHEMA}.{migrations.VERSION_TABLES[PRIMARY]}"
+        )
+    )
+
+
 def _drop_old(src: Connection) -> None:
     with src.begin():
-        for schema in schemas_of(PRIMARY):
-            src.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        src.execute(
-            text(
-                f"DROP TABLE IF EXISTS {migrations.VERSION_SCHEMA}."
-                f"{migrations.VERSION_TABLES[PRIMARY]}"
-            )
-        )
+        _drop_primary_schemas(src)
         src.execute(text(f"DROP FUNCTION IF EXISTS {GUARD_FUNCTION}()"))
         marker = _marker(src, "source")
         _set_marker(src, "source", marker[0], "dropped")

@@ -155,25 +155,19 @@ class Plan:
     def typed_table(self) -> sql.Composable:
         """The transaction's own table of cast rows: each row is cast and checked once, then
         read by the error pass and by the upsert (`ok`: no reason to refuse it)."""
-        return sql.SQL(
-            "CREATE TEMPORARY TABLE {typed} ON COMMIT DROP AS "
-            "SELECT x.rec, x.line, {xfields}, ({valid}) AS ok FROM ({checked}) x WITH NO DATA"
-        ).format(
-            typed=TYPED,
-            xfields=self._fields("x"),
-            valid=self.valid(),
-            checked=self.checked(where=sql.SQL("false")),
+        return sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS {} WITH NO DATA").format(
+            TYPED, self._typed_rows(sql.SQL("false"))
         )
 
     def cast_batch(self) -> sql.Composable:
         """Cast and check the staged records of a rec range (%s, %s) into the typed table."""
-        return sql.SQL(
-            "INSERT INTO {typed} SELECT x.rec, x.line, {xfields}, ({valid}) FROM ({checked}) x"
-        ).format(
-            typed=TYPED,
-            xfields=self._fields("x"),
-            valid=self.valid(),
-            checked=self.checked(where=sql.SQL("s.rec > %s AND s.rec <= %s")),
+        return sql.SQL("INSERT INTO {} {}").format(
+            TYPED, self._typed_rows(sql.SQL("s.rec > %s AND s.rec <= %s"))
+        )
+
+    def _typed_rows(self, where: sql.Composable) -> sql.Composable:
+        return sql.SQL("SELECT x.rec, x.line, {}, ({}) AS ok FROM ({}) x").format(
+            self._fields("x"), self.valid(), self.checked(where=where)
         )
 
     def rejected(self) -> sql.Composable:
