@@ -24,6 +24,16 @@ from app.db.embedded import as_system_user
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def terminate(process: subprocess.Popen, seconds: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -155,12 +165,7 @@ class Gunicorn:
         return list(by_pid.values())
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 def login(conn: Connection, email: str, password: str) -> dict[str, str]:
@@ -289,9 +294,4 @@ class PgBouncer:
         return path.read_text()[-2000:] if path.exists() else ""
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
