@@ -166,6 +166,7 @@ class Settings:
     job_heartbeat_seconds: float = 5
     job_max_attempts: int = 3
     worker_poll_seconds: float = 1.0
+    transform_connections: int = 2  # data-engine connections a transform casts with at once
     export_dir: str | None = None  # None: <instance>/exports
     metrics_token: str | None = None  # lets a scraper read /metrics without an admin login
     engine_guard: bool = True  # refuse work spanning both engines (off in production)
@@ -298,6 +299,7 @@ class Settings:
             job_heartbeat_seconds=seconds("JOB_HEARTBEAT_SECONDS", 5),
             job_max_attempts=number("JOB_MAX_ATTEMPTS", 3, minimum=1),
             worker_poll_seconds=seconds("WORKER_POLL_SECONDS", 1.0),
+            transform_connections=number("TRANSFORM_CONNECTIONS", 2, minimum=1),
             export_dir=get("EXPORT_DIR"),
             metrics_token=get("METRICS_TOKEN"),
             engine_guard=parse_bool(

@@ -1,6 +1,7 @@
 """Transforms: each value rule of both datasets, the mapping, the reject limit, re-runs, a
 crash before publishing, and the routes. Jobs run for real on committed databases."""
 
+import dataclasses
 import io
 from decimal import Decimal
 
@@ -66,6 +67,19 @@ def transform(bo, import_id, dataset="products", **options):
     outcome = run_now(bo, job_id)
     with bo.session_factory() as session:
         return transforms.get(session, transform_id), outcome
+
+
+def typed_tables(bo) -> list[str]:
+    """What transform attempts left of their cast rows."""
+    with bo.engines.connect("data") as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'workspace' "
+                    "AND tablename ~ '^transform_[0-9]+_a[0-9]+$'"
+                )
+            ).scalars()
+        )
 
 
 def counts(t) -> dict:
@@ -274,6 +288,7 @@ def test_over_the_reject_limit_nothing_is_published(bo, customer):
         "superseded": 0,
     }
     assert "2 rows rejected, more than the limit of 1" in t.error
+    assert typed_tables(bo) == []
     assert reference(bo, "products", customer) == [], "nothing published"
     assert len(rejections(bo, import_id)) == 2, "the errors stay readable"
     t, _ = transform(bo, import_id, max_rejects=2)
@@ -331,10 +346,47 @@ def test_a_crash_before_publishing_leaves_reference_untouched_and_the_retry_publ
     assert run_now(bo, job_id).status == "retrying"
     assert seen["rows_inside"] == 2, "the upsert had run inside the transaction"
     assert reference(bo, "products", customer) == [], "... and was rolled back"
+    assert typed_tables(bo) == [f"transform_{transform_id}_a1"], "the cut attempt's cast rows"
     assert run_now(bo, job_id).status == "succeeded"
     with bo.session_factory() as session:
         done = transforms.get(session, transform_id)
     assert counts(done)["inserted"] == 2 and len(reference(bo, "products", customer)) == 2
+    assert typed_tables(bo) == [], "the retry dropped both attempts' tables"
+
+
+def test_casting_on_several_connections_gives_what_one_gives(bo, customer, monkeypatch):
+    """Many small batches on three connections at once, with bad rows and a key repeated
+    across batches: the same counts, errors and rows as on one connection."""
+    lines = [f"S{n % 40},Name {n},{n}.5,EUR" for n in range(100)]
+    lines[13] = "S13,Bad,x,EUR"
+    lines[71] = "S71,Bad,1,XXX"
+    content = PRODUCT + "\n".join(lines) + "\n"
+    monkeypatch.setattr(transforms, "BATCH", 7)
+    results = []
+    for connections in (1, 3):
+        monkeypatch.setattr(
+            bo, "settings", dataclasses.replace(bo.settings, transform_connections=connections)
+        )
+        with session_scope(bo.session_factory) as session:
+            other = customers.create_customer(
+                session, ACTOR, code=f"{customer.code}C{connections}", name="c"
+            )
+        import_id = staged(bo, other, content)
+        t, outcome = transform(bo, import_id)
+        assert outcome.status == "succeeded"
+        rows = [(r["sku"], r["name"]) for r in reference(bo, "products", other)]
+        errors = sorted((line, column) for line, column, _, _ in rejections(bo, import_id))
+        results.append((counts(t), rows, errors))
+    assert results[0] == results[1]
+    assert results[0][0] == {
+        "inserted": 40,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 2,
+        "superseded": 58,
+    }
+    assert results[0][2] == [(15, "unit_price"), (73, "currency")]
+    assert typed_tables(bo) == []
 
 
 def test_transform_routes_and_datasets(app, bo, customer):

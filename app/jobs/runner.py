@@ -62,7 +62,7 @@ class JobContext:
     progress: Progress = field(default_factory=Progress)
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
-    _work: psycopg.Connection | None = None
+    _working: set = field(default_factory=set)  # connections whose statement a cancel stops
     published: str | None = None  # the status `publish` recorded
 
     @property
@@ -93,10 +93,12 @@ class JobContext:
             raise JobCancelled()
 
     @contextlib.contextmanager
-    def data_transaction(self) -> Iterator[Connection]:
-        """The work's connection and transaction; the heartbeat can cancel its statement."""
-        with self.backoffice.engines.data.connect() as conn, conn.begin():
-            self._work = conn.connection.dbapi_connection
+    def data_connection(self) -> Iterator[Connection]:
+        """A connection for the work (the caller runs its transactions); the heartbeat can
+        cancel its statement. A job may hold several, from several threads."""
+        with self.backoffice.engines.data.connect() as conn:
+            work = conn.connection.dbapi_connection
+            self._working.add(work)
             try:
                 yield conn
             except DBAPIError as exc:
@@ -104,11 +106,16 @@ class JobContext:
                     self.check()  # a cancel we asked for: say why
                 raise
             finally:
-                self._work = None
+                self._working.discard(work)
+
+    @contextlib.contextmanager
+    def data_transaction(self) -> Iterator[Connection]:
+        """The work's connection, in one transaction."""
+        with self.data_connection() as conn, conn.begin():
+            yield conn
 
     def interrupt(self) -> None:
-        work = self._work
-        if work is not None:
+        for work in list(self._working):
             with contextlib.suppress(Exception):
                 work.cancel_safe()
 

@@ -1,15 +1,17 @@
 """Transforms: an import's staged text cast into a dataset's reference table for its customer.
 
-One job, one transaction on the data engine: the staged text is cast and checked once, batch
-by batch (reporting progress), into a temporary table of typed rows; the refused ones are
-written to `workspace.transform_errors` with their reasons; one upsert takes the valid ones;
-then the fenced publish. Readers of `reference` see the whole transform or none of it.
+One job: the staged text is cast and checked once, batch by batch on a few connections at once
+(reporting progress), into the attempt's table of typed rows; then, in one transaction on the
+data engine, the refused rows are written to `workspace.transform_errors` with their reasons,
+one upsert takes the valid ones, the typed table is dropped and the fenced publish commits.
+Readers of `reference` see the whole transform or none of it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
 import psycopg
@@ -23,7 +25,7 @@ from app.jobs.runner import JobContext, JobFailed
 from app.models.data.workspace import ImportBatch, Transform, TransformError
 from app.transforms.sql import Plan
 
-BATCH = 500_000  # rows cast per statement (one progress step)
+BATCH = 250_000  # rows cast per statement (one progress step)
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 
 
@@ -157,6 +159,16 @@ def errors_of_import(
     return list(rows), total
 
 
+def drop_typed_tables(conn: Connection, transform_id: int) -> None:
+    """The cast rows of every attempt of a transform (`workspace.transform_<id>_a<n>`)."""
+    names = conn.execute(
+        text("SELECT tablename FROM pg_tables WHERE schemaname = 'workspace' AND tablename ~ :p"),
+        {"p": f"^transform_{int(transform_id)}_a[0-9]+$"},
+    ).scalars()
+    for name in list(names):
+        conn.execute(text(f'DROP TABLE IF EXISTS workspace."{name}"'))
+
+
 class TransformJob:
     def run(self, ctx: JobContext) -> dict[str, Any]:
         transform_id = ctx.params["transform_id"]
@@ -172,30 +184,29 @@ class TransformJob:
             version = conn.execute(text("SHOW server_version_num")).scalar()
             if int(version) < 160000:
                 raise JobFailed("transforms need PostgreSQL 16 or newer on the data engine")
+        header = batch.header or []
+        plan = Plan(
+            DATASETS[t.dataset],
+            f"import_{batch.id}",
+            {f: header.index(h) + 1 for f, h in t.mapping.items()},
+            typed=f"transform_{t.id}_a{ctx.claim.attempt}",
+        )
+        total = batch.rows_staged or 0
+        self._cast(ctx, plan, t.id, total)
+        with ctx.data_transaction() as conn:
             conn.execute(text("SET LOCAL timezone = 'UTC'"))
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
-            header = batch.header or []
-            plan = Plan(
-                DATASETS[t.dataset],
-                f"import_{batch.id}",
-                {f: header.index(h) + 1 for f, h in t.mapping.items()},
-            )
             cursor = conn.connection.dbapi_connection.cursor()
-            total = batch.rows_staged or 0
-            cursor.execute(plan.typed_table())
-            cast_batch = plan.cast_batch()
-            for low in range(0, max(total, 1), BATCH):
-                ctx.check()
-                cursor.execute(cast_batch, (low, low + BATCH))
-                ctx.report(min(low + BATCH, total), total, "rows")
             rejected = cursor.execute(plan.rejected()).fetchone()[0]
             if rejected:
                 cursor.execute(plan.reject(t.id, batch.id))
             counts = {"rejected": rejected}
             if t.max_rejects is not None and rejected > t.max_rejects:
                 counts.update(inserted=0, updated=0, unchanged=0, superseded=0)
+                drop_typed_tables(conn, t.id)
                 return self._refuse(ctx, conn, t, counts)
             counts.update(self._upsert(cursor, plan, t, batch, total - rejected))
+            drop_typed_tables(conn, t.id)  # with the publish: a retry finds it, or nothing
             result = {"transform_id": t.id, **counts, "extra_headers": t.extra_headers}
             conn.execute(
                 text(
@@ -207,6 +218,51 @@ class TransformJob:
             )
             ctx.publish(conn, result)
         return result
+
+    def _cast(self, ctx: JobContext, plan: Plan, transform_id: int, total: int) -> None:
+        """Cast and check every staged row into the attempt's typed table, batch by batch, on
+        up to TRANSFORM_CONNECTIONS connections at once (the casts are the transform's CPU
+        work, and one statement uses one core of the data server). Each batch commits on its
+        own: the table is the attempt's alone, and the publish drops it."""
+        with ctx.data_transaction() as conn:
+            drop_typed_tables(conn, transform_id)  # what earlier attempts left
+            conn.connection.dbapi_connection.cursor().execute(plan.typed_table())
+        statement = plan.cast_batch()
+        lows = iter(range(0, max(total, 1), BATCH))
+        lock = threading.Lock()
+        done = 0
+        failures: list[BaseException] = []
+
+        def cast_some() -> None:
+            nonlocal done
+            try:
+                with ctx.data_connection() as conn:
+                    cursor = conn.connection.dbapi_connection.cursor()
+                    while not failures:
+                        with lock:
+                            low = next(lows, None)
+                        if low is None:
+                            return
+                        ctx.check()
+                        with conn.begin():
+                            conn.execute(text("SET LOCAL timezone = 'UTC'"))
+                            cursor.execute(statement, (low, low + BATCH))
+                        with lock:
+                            done += min(BATCH, total - low)
+                            ctx.report(done, total, "rows")
+            except BaseException as exc:  # handed to the job's thread, which raises it
+                failures.append(exc)
+                ctx.interrupt()  # the other connections stop too
+
+        connections = min(ctx.backoffice.settings.transform_connections, -(-total // BATCH))
+        threads = [threading.Thread(target=cast_some) for _ in range(max(connections, 1) - 1)]
+        for thread in threads:
+            thread.start()
+        cast_some()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
 
     def _upsert(self, cursor, plan: Plan, t, batch, valid: int) -> dict[str, int]:
         """Without sorting when the file has no repeated key (the usual case); when it has,
@@ -259,6 +315,7 @@ class TransformJob:
         return result
 
     def on_failed(self, conn: Connection, params: dict, error: dict) -> None:
+        drop_typed_tables(conn, params["transform_id"])
         conn.execute(
             text(
                 "UPDATE workspace.transforms SET status = 'failed', error = :e, "
@@ -268,6 +325,7 @@ class TransformJob:
         )
 
     def on_cancelled(self, conn: Connection, params: dict) -> None:
+        drop_typed_tables(conn, params["transform_id"])
         conn.execute(
             text(
                 "UPDATE workspace.transforms SET status = 'cancelled', "

@@ -23,7 +23,6 @@ from app.datasets.base import Dataset, Field
 from app.transforms.currencies import ISO_4217
 
 TIME_CHARACTERS = "0123456789:.+-TZ "  # what may follow an ISO date in a timestamp
-TYPED = sql.Identifier("transform_rows")  # a temporary table, the transaction's own
 BOOLEANS = ("true", "false", "yes", "no", "1", "0", "t", "f")
 TRUE = ("true", "yes", "1", "t")
 
@@ -109,6 +108,11 @@ class Plan:
     dataset: Dataset
     staging: str  # workspace.import_<id>
     columns: dict[str, int]  # field -> staging column number (c<n>); unmapped fields absent
+    typed: str  # workspace.<typed>: the cast rows of one attempt
+
+    @property
+    def _typed(self) -> sql.Composable:
+        return sql.Identifier("workspace", self.typed)
 
     def checked(self, *, where: sql.Composable) -> sql.Composable:
         """Every staged row with its raw values, casts and reasons (one row per record)."""
@@ -153,16 +157,17 @@ class Plan:
         return found
 
     def typed_table(self) -> sql.Composable:
-        """The transaction's own table of cast rows: each row is cast and checked once, then
-        read by the error pass and by the upsert (`ok`: no reason to refuse it)."""
-        return sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS {} WITH NO DATA").format(
-            TYPED, self._typed_rows(sql.SQL("false"))
+        """The attempt's table of cast rows: each row is cast and checked once, then read by
+        the error pass and by the upsert (`ok`: no reason to refuse it). Unlogged: it is
+        rebuilt from the staged text by a retry, never recovered."""
+        return sql.SQL("CREATE UNLOGGED TABLE {} AS {} WITH NO DATA").format(
+            self._typed, self._typed_rows(sql.SQL("false"))
         )
 
     def cast_batch(self) -> sql.Composable:
         """Cast and check the staged records of a rec range (%s, %s) into the typed table."""
         return sql.SQL("INSERT INTO {} {}").format(
-            TYPED, self._typed_rows(sql.SQL("s.rec > %s AND s.rec <= %s"))
+            self._typed, self._typed_rows(sql.SQL("s.rec > %s AND s.rec <= %s"))
         )
 
     def _typed_rows(self, where: sql.Composable) -> sql.Composable:
@@ -171,7 +176,7 @@ class Plan:
         )
 
     def rejected(self) -> sql.Composable:
-        return sql.SQL("SELECT count(*) FROM {} WHERE NOT ok").format(TYPED)
+        return sql.SQL("SELECT count(*) FROM {} WHERE NOT ok").format(self._typed)
 
     def reject(self, transform_id: int, import_id: int) -> sql.Composable:
         """Write one error row per refused value of the refused records (checked again from
@@ -189,7 +194,7 @@ class Plan:
             tid=_lit(transform_id),
             iid=_lit(import_id),
             checked=self.checked(
-                where=sql.SQL("s.rec IN (SELECT rec FROM {} WHERE NOT ok)").format(TYPED)
+                where=sql.SQL("s.rec IN (SELECT rec FROM {} WHERE NOT ok)").format(self._typed)
             ),
             values=values,
         )
@@ -232,7 +237,7 @@ class Plan:
             if deduplicate
             else sql.SQL(""),
             xfields=self._fields("x"),
-            typed=TYPED,
+            typed=self._typed,
             order=sql.SQL("ORDER BY {}, x.rec DESC").format(
                 sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
             )
@@ -278,5 +283,5 @@ class Plan:
             key=sql.SQL(", ").join(
                 sql.SQL("x.{}").format(sql.Identifier(k)) for k in self.dataset.key
             ),
-            typed=TYPED,
+            typed=self._typed,
         )
