@@ -269,10 +269,11 @@ class Plan:
             changed=changed,
         )
 
-    def stored(self, customer_id: int) -> sql.Composable:
-        """How many rows the customer has in the dataset (an index-only count)."""
-        return sql.SQL("SELECT count(*) FROM {} WHERE customer_id = {}").format(
-            sql.Identifier("reference", self.dataset.name), _lit(customer_id)
+    def write_counts(self) -> sql.Composable:
+        """Rows this transaction has inserted into the dataset's table so far (the server's
+        own count, statement by statement; rolled-back statements included)."""
+        return sql.SQL("SELECT pg_stat_get_xact_tuples_inserted(CAST({} AS regclass))").format(
+            sql.Literal(f"reference.{self.dataset.name}")
         )
 
     def distinct_valid(self) -> sql.Composable:
