@@ -197,12 +197,11 @@ class TransformJob:
             typed=f"transform_{t.id}_a{ctx.claim.attempt}",
         )
         total = batch.rows_staged or 0
-        self._cast(ctx, plan, t.id, total)
+        rejected = self._cast(ctx, plan, t.id, total)
         with ctx.data_transaction() as conn:
             conn.execute(text("SET LOCAL timezone = 'UTC'"))
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
             cursor = conn.connection.dbapi_connection.cursor()
-            rejected = cursor.execute(plan.rejected()).fetchone()[0]
             if rejected:
                 cursor.execute(plan.reject(t.id, batch.id))
             counts = {"rejected": rejected}
@@ -224,22 +223,23 @@ class TransformJob:
             ctx.publish(conn, result)
         return result
 
-    def _cast(self, ctx: JobContext, plan: Plan, transform_id: int, total: int) -> None:
+    def _cast(self, ctx: JobContext, plan: Plan, transform_id: int, total: int) -> int:
         """Cast and check every staged row into the attempt's typed table, batch by batch, on
         up to TRANSFORM_CONNECTIONS connections at once (the casts are the transform's CPU
         work, and one statement uses one core of the data server). Each batch commits on its
-        own: the table is the attempt's alone, and the publish drops it."""
+        own: the table is the attempt's alone, and the publish drops it. Returns how many
+        rows were refused."""
         with ctx.data_transaction() as conn:
             drop_typed_tables(conn, transform_id)  # what earlier attempts left
             conn.connection.dbapi_connection.cursor().execute(plan.typed_table())
         statement = plan.cast_batch()
         lows = iter(range(0, max(total, 1), BATCH))
         lock = threading.Lock()
-        done = 0
+        done = refused = 0
         failures: list[BaseException] = []
 
         def cast_some() -> None:
-            nonlocal done
+            nonlocal done, refused
             try:
                 with ctx.data_connection() as conn:
                     cursor = conn.connection.dbapi_connection.cursor()
@@ -251,8 +251,9 @@ class TransformJob:
                         ctx.check()
                         with conn.begin():
                             conn.execute(text("SET LOCAL timezone = 'UTC'"))
-                            cursor.execute(statement, (low, low + BATCH))
+                            bad = cursor.execute(statement, (low, low + BATCH)).fetchone()[0]
                         with lock:
+                            refused += bad
                             done += min(BATCH, total - low)
                             ctx.report(done, total, "rows")
             except BaseException as exc:  # handed to the job's thread, which raises it
@@ -268,6 +269,7 @@ class TransformJob:
             thread.join()
         if failures:
             raise failures[0]
+        return refused
 
     def _upsert(self, cursor, plan: Plan, t, batch, valid: int) -> dict[str, int]:
         """Without sorting when the file has no repeated key (the usual case); when it has,

@@ -165,18 +165,16 @@ class Plan:
         )
 
     def cast_batch(self) -> sql.Composable:
-        """Cast and check the staged records of a rec range (%s, %s) into the typed table."""
-        return sql.SQL("INSERT INTO {} {}").format(
-            self._typed, self._typed_rows(sql.SQL("s.rec > %s AND s.rec <= %s"))
-        )
+        """Cast and check the staged records of a rec range (%s, %s) into the typed table;
+        returns how many of them are refused."""
+        return sql.SQL(
+            "WITH i AS (INSERT INTO {} {} RETURNING ok) SELECT count(*) FROM i WHERE NOT ok"
+        ).format(self._typed, self._typed_rows(sql.SQL("s.rec > %s AND s.rec <= %s")))
 
     def _typed_rows(self, where: sql.Composable) -> sql.Composable:
         return sql.SQL("SELECT x.rec, x.line, {}, ({}) AS ok FROM ({}) x").format(
             self._fields("x"), self.valid(), self.checked(where=where)
         )
-
-    def rejected(self) -> sql.Composable:
-        return sql.SQL("SELECT count(*) FROM {} WHERE NOT ok").format(self._typed)
 
     def reject(self, transform_id: int, import_id: int) -> sql.Composable:
         """Write one error row per refused value of the refused records (checked again from
