@@ -268,3 +268,36 @@ def test_an_interrupted_split_is_run_again(databases, tmp_path, monkeypatch):
     assert "held" in names and "Stray" not in names and "late" not in names
     target.dispose()
     _dispose(app)
+
+
+def test_a_merge_that_stops_leaves_the_split_deployment_as_it_was(databases, tmp_path, monkeypatch):
+    old, new = databases
+    seeded = populate(single(old, tmp_path))
+    assert backoffice(single(old, tmp_path), "db", "split", "--to-primary", new).returncode == 0
+    after_split = split_env(new, old, tmp_path)
+    app = create_app(after_split)
+    engines = app.extensions["backoffice"].engines
+    monkeypatch.setattr(layout, "LOCK_TIMEOUT", "300ms")
+    writer = psycopg.connect(conninfo(new))  # holds a customer row on the primary
+    writer.execute(
+        "UPDATE customer.customers SET name = 'held' WHERE id = %s", [seeded["customers"][0]]
+    )
+    with pytest.raises(layout.MoveRefused, match="could not close"):
+        layout.move(
+            engines.primary,
+            engines.data,
+            direction="merge",
+            drop_old=False,
+            source_name="primary",
+            target_name="data",
+        )
+    writer.rollback()
+    writer.close()
+    _dispose(app)
+    with psycopg.connect(conninfo(old)) as conn:
+        roles = conn.execute("SELECT engine FROM public.backoffice_engine_roles").fetchall()
+    assert roles == [("data",)], "the data database is not recorded as the primary"
+    check_app(after_split, seeded)
+    merged = backoffice(after_split, "db", "merge")
+    assert merged.returncode == 0, merged.stderr
+    check_app(single(old, tmp_path), seeded)

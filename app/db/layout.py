@@ -261,6 +261,10 @@ def _prepare_target(dst: Connection, source_key: str, *, split: bool) -> str:
                 )
     with dst.begin():
         migrations.upgrade_connection(dst, PRIMARY, split=split)
+        if not split:
+            # The data database of a running split deployment: recorded as the primary too
+            # only when the copy commits, so that a merge that stops leaves it as it was.
+            _forget_primary(dst)
     with dst.begin():
         _set_marker(dst, "target", source_key, "copying")
         return _database_key(dst, create=True)
@@ -343,6 +347,7 @@ def _copy(
                 _set_sequences(dst, table)
             reports = _compare(src, dst)
             _set_marker(dst, "target", source_key, "copied")
+            migrations.record_role(dst, PRIMARY, split=False)
             _forget(dst, "source")  # it holds the primary schemas now, whatever it held before
         _close_source(src, target_key, target_name)
     return reports
@@ -391,7 +396,12 @@ def _close_source(src: Connection, target_key: str, target_name: str) -> None:
         )
     _set_marker(src, "source", target_key, "moved")
     _forget(src, "target")
-    src.execute(
+    _forget_primary(src)
+
+
+def _forget_primary(conn: Connection) -> None:
+    """The database no longer records that it serves the primary engine."""
+    conn.execute(
         text(f"DELETE FROM {migrations.VERSION_SCHEMA}.{migrations.ROLE_TABLE} WHERE engine = :r"),
         {"r": PRIMARY},
     )
