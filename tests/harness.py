@@ -22,6 +22,27 @@ from app.auth.tokens import SESSION_COOKIE
 from app.db.embedded import as_system_user
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKOFFICE = os.path.join(os.path.dirname(sys.executable), "backoffice")
+
+
+def environment(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without its database URLs, plus `env`: a child process
+    sees only the databases the test gives it."""
+    inherited = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    return {**inherited, **env}
+
+
+def backoffice(env: dict[str, str], *args: str, **options) -> subprocess.CompletedProcess:
+    """`backoffice ARGS` in a child process on `env`; `input=` feeds its stdin."""
+    return subprocess.run(
+        [BACKOFFICE, *args],
+        cwd=ROOT,
+        env=environment(env),
+        capture_output=True,
+        text=True,
+        timeout=options.pop("timeout", 300),
+        **options,
+    )
 
 
 def terminate(process: subprocess.Popen, seconds: float = 15) -> None:
@@ -100,7 +121,6 @@ class Gunicorn:
     def __init__(self, env: dict[str, str], workers: int = 4, threads: int = 4) -> None:
         self.port = free_port()
         self.workers = workers
-        clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -121,7 +141,7 @@ class Gunicorn:
                 "warning",
             ],
             cwd=ROOT,
-            env={**clean, **env},
+            env=environment(env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -182,14 +202,12 @@ class WorkerProcess:
     """`backoffice worker` as its own process, which a test may pause, resume or kill -9."""
 
     def __init__(self, env: dict[str, str], concurrency: int = 1) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-        backoffice = os.path.join(os.path.dirname(sys.executable), "backoffice")
         # A file, not a pipe: a full pipe would block the worker.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [backoffice, "worker", "--concurrency", str(concurrency)],
+            [BACKOFFICE, "worker", "--concurrency", str(concurrency)],
             cwd=ROOT,
-            env={**clean, **env},
+            env=environment(env),
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )

@@ -16,16 +16,16 @@ from app.imports import service as imports
 from app.jobs.worker import run_now
 from app.transforms import service as transforms
 from tests.conftest import create_user
+from tests.harness import environment
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts")
 
 
 def script(env, name, *args):
-    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-    path = os.path.dirname(sys.executable) + os.pathsep + clean.get("PATH", "")
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     return subprocess.run(
         [os.path.join(SCRIPTS, name), *args],
-        env={**clean, **env, "PATH": path},
+        env=environment({**env, "PATH": path}),
         capture_output=True,
         text=True,
         timeout=120,

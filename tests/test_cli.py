@@ -2,23 +2,19 @@
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from app.db import migrations
+from tests.harness import BACKOFFICE, backoffice, environment
 
 HEADS = {role: migrations.script_directory(role).get_current_head() for role in ("primary", "data")}
-BACKOFFICE = os.path.join(os.path.dirname(sys.executable), "backoffice")
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-    return subprocess.run(
-        [BACKOFFICE, *args], env={**clean, **env}, capture_output=True, text=True, timeout=120
-    )
+    return backoffice(env, *args, timeout=120)
 
 
 @pytest.fixture
@@ -84,15 +80,7 @@ def test_bad_settings_give_one_clear_line_and_a_non_zero_exit(variables, expecte
 
 
 def run_with_input(env, stdin: str, *args: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-    return subprocess.run(
-        [BACKOFFICE, *args],
-        env={**clean, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return backoffice(env, *args, input=stdin, timeout=120)
 
 
 def test_users_commands_manage_the_first_admin_and_others(env):
@@ -174,10 +162,9 @@ def peak_rss_kb(env, *args) -> tuple[int, subprocess.CompletedProcess]:
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         "sys.exit(r.returncode)\n"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     result = subprocess.run(
         [sys.executable, "-c", probe, BACKOFFICE, *args],
-        env={**clean, **env},
+        env=environment(env),
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import text
@@ -14,6 +13,7 @@ from app.config import Settings
 from app.db.base import DataBase, PrimaryBase
 from app.db.engines import Engines
 from app.errors import ConfigError, DatabaseUnavailable
+from tests.harness import backoffice
 
 
 def test_single_mode_hands_both_roles_the_same_engine(app, split):
@@ -106,8 +106,4 @@ def test_a_forked_worker_gets_its_own_connections(app):
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-    backoffice = os.path.join(os.path.dirname(sys.executable), "backoffice")
-    return subprocess.run(
-        [backoffice, *args], env={**clean, **env}, capture_output=True, text=True, timeout=120
-    )
+    return backoffice(env, *args, timeout=120)

@@ -3,9 +3,6 @@ whole app on the result; refusals, re-runs and an interrupted move."""
 
 import io
 import json
-import os
-import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -15,7 +12,7 @@ from app.config import parse_database_url
 from app.db import layout, migrations
 from app.db.schemas import DATA, PRIMARY
 from tests.conftest import PASSWORD, _dispose, create_user, start_embedded_server
-from tests.harness import ROOT
+from tests.harness import backoffice
 
 BASE = {"APP_ENV": "test", "SECRET_KEY": "test-secret-key"}
 
@@ -52,14 +49,6 @@ def split_env(primary, data, tmp_path):
         "DATA_DATABASE_URL": data,
         "INSTANCE_PATH": str(tmp_path),
     }
-
-
-def backoffice(env, *args) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k}
-    command = [os.path.join(os.path.dirname(sys.executable), "backoffice"), *args]
-    return subprocess.run(
-        command, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=300
-    )
 
 
 def conninfo(url: str) -> str:

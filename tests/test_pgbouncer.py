@@ -1,9 +1,7 @@
 """The primary behind a real PgBouncer in transaction mode, with a pool smaller than the app's
 demand: migrations, gunicorn workers, a job worker and the session listener all work."""
 
-import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,11 +13,14 @@ from app import create_app
 from app.db.schemas import PRIMARY
 from tests.conftest import PASSWORD, create_user
 from tests.harness import (
+    BACKOFFICE,
     ROOT,
     Connection,
     Gunicorn,
     PgBouncer,
     WorkerProcess,
+    backoffice,
+    environment,
     find_pgbouncer,
     login,
 )
@@ -52,14 +53,6 @@ def env(make_env, bouncer):
     return env
 
 
-def backoffice(env, *args) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-    command = [os.path.join(os.path.dirname(sys.executable), "backoffice"), *args]
-    return subprocess.run(
-        command, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120
-    )
-
-
 def our_pool(bouncer, env) -> dict:
     database = env["PRIMARY_DATABASE_URL"].rsplit("/", 1)[1].split("?")[0]
     return next(p for p in bouncer.show("POOLS") if p["database"] == database)
@@ -71,9 +64,9 @@ def migrated(env):
     # nothing to do (a session-level lock would not survive PgBouncer's transaction mode).
     runs = [
         subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "backoffice"), "db", "upgrade"],
+            [BACKOFFICE, "db", "upgrade"],
             cwd=ROOT,
-            env={**{k: v for k, v in os.environ.items() if "DATABASE_URL" not in k}, **env},
+            env=environment(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
