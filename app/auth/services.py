@@ -86,10 +86,7 @@ def find_user_by_email(session: BackofficeSession, email: str) -> User | None:
 
 
 def get_user(session: BackofficeSession, user_id: int) -> User:
-    user = session.get(User, user_id) if 0 < user_id < 2**63 else None
-    if user is None:
-        raise APIError(f"no user with id {user_id}", code="not_found", status=404)
-    return user
+    return session.get_or_404(User, user_id, "user")
 
 
 def list_users(session: BackofficeSession) -> list[User]:

@@ -45,10 +45,7 @@ def _contact_email(value: object) -> str | None:
 
 
 def get_customer(session: BackofficeSession, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id) if 0 < customer_id < 2**63 else None
-    if customer is None:
-        raise APIError(f"no customer with id {customer_id}", code="not_found", status=404)
-    return customer
+    return session.get_or_404(Customer, customer_id, "customer")
 
 
 def find_by_code(session: BackofficeSession, code: str) -> Customer | None:

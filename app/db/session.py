@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 from flask import current_app, g
 from sqlalchemy import Connection, Engine
@@ -17,8 +18,12 @@ from sqlalchemy.sql.util import find_tables
 from app.db.base import BASES
 from app.db.guard import guard_sessions
 from app.db.schemas import SCHEMA_ENGINE, EngineRole
+from app.errors import APIError
 
 Bind = Engine | Connection
+
+
+T = TypeVar("T")
 
 
 class BackofficeSession(Session):
@@ -27,6 +32,13 @@ class BackofficeSession(Session):
     def connection_for(self, role: EngineRole) -> Connection:
         """The connection this session uses for one engine, for raw and set-based SQL."""
         return self.connection(bind_arguments={"bind": self.info["binds"][role]})
+
+    def get_or_404(self, model: type[T], ident: int, noun: str) -> T:
+        """The row with this id, or a 404 naming it (ids beyond bigint's range included)."""
+        row = self.get(model, ident) if 0 < ident < 2**63 else None
+        if row is None:
+            raise APIError(f"no {noun} with id {ident}", code="not_found", status=404)
+        return row
 
     def get_bind(self, mapper=None, *, clause=None, **kwargs):
         """Core statements on tables (not mapped classes) go by their tables' schemas."""

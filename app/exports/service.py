@@ -88,10 +88,7 @@ def create(
 
 
 def get(session: BackofficeSession, export_id: int) -> Export:
-    export = session.get(Export, export_id) if 0 < export_id < 2**63 else None
-    if export is None:
-        raise APIError(f"no export with id {export_id}", code="not_found", status=404)
-    return export
+    return session.get_or_404(Export, export_id, "export")
 
 
 def _open_output(path: Path, format: str):

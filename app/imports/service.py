@@ -308,10 +308,7 @@ class _ChunkReader(io.RawIOBase):
 
 
 def get_import(session: BackofficeSession, import_id: int) -> ImportBatch:
-    batch = session.get(ImportBatch, import_id) if 0 < import_id < 2**63 else None
-    if batch is None:
-        raise APIError(f"no import with id {import_id}", code="not_found", status=404)
-    return batch
+    return session.get_or_404(ImportBatch, import_id, "import")
 
 
 def list_imports(

@@ -123,10 +123,7 @@ def sweep(engine: Engine) -> list[tuple[int, str, str]]:
 
 
 def get_job(session: BackofficeSession, job_id: int) -> Job:
-    job = session.get(Job, job_id) if 0 < job_id < 2**63 else None
-    if job is None:
-        raise APIError(f"no job with id {job_id}", code="not_found", status=404)
-    return job
+    return session.get_or_404(Job, job_id, "job")
 
 
 def job_of(session: BackofficeSession, job_id: int | None) -> dict[str, Any] | None:

@@ -106,9 +106,7 @@ def create(
         raise APIError(
             "max_rejects must be a whole number of at least 0", code="invalid_field", status=422
         )
-    batch = session.get(ImportBatch, import_id) if 0 < import_id < 2**63 else None
-    if batch is None:
-        raise APIError(f"no import with id {import_id}", code="not_found", status=404)
+    batch = session.get_or_404(ImportBatch, import_id, "import")
     if batch.status != "staged":
         raise APIError(
             f"import {import_id} is {batch.status}, not staged", code="not_staged", status=409
@@ -140,10 +138,7 @@ def create(
 
 
 def get(session: BackofficeSession, transform_id: int) -> Transform:
-    transform = session.get(Transform, transform_id) if 0 < transform_id < 2**63 else None
-    if transform is None:
-        raise APIError(f"no transform with id {transform_id}", code="not_found", status=404)
-    return transform
+    return session.get_or_404(Transform, transform_id, "transform")
 
 
 def errors_of_import(
