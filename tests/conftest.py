@@ -263,3 +263,24 @@ def as_admin(client, make_user):
     """The client logged in as a new admin; returns (admin, headers with the CSRF token)."""
     admin = make_user("admin")
     return admin, {"X-CSRF-Token": login(client, admin.email)}
+
+
+def queue_import(bo, customer, content: bytes, **options) -> tuple[int, int]:
+    """Receive bytes as an upload for a customer (committed); returns (import id, job id)."""
+    import io
+
+    from app.db.session import session_scope
+    from app.imports import service as imports
+
+    with session_scope(bo.session_factory) as session:
+        batch = imports.receive(
+            session,
+            bo.references,
+            customer_id=customer.id,
+            created_by=None,
+            file_name="data.csv",
+            stream=io.BytesIO(content),
+            size_limit=10**9,
+            **options,
+        )
+        return batch.id, batch.job_id

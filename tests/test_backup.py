@@ -1,6 +1,5 @@
 """Backups per engine: back up, wipe, restore, and find the same rows; no restore over data."""
 
-import io
 import os
 import subprocess
 import sys
@@ -12,10 +11,9 @@ from app.auth.services import Actor
 from app.customers import services as customers
 from app.db import migrations
 from app.db.session import session_scope
-from app.imports import service as imports
 from app.jobs.worker import run_now
 from app.transforms import service as transforms
-from tests.conftest import create_user
+from tests.conftest import create_user, queue_import
 from tests.harness import environment
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts")
@@ -63,17 +61,9 @@ def test_backup_wipe_restore_gives_the_same_rows(make_env, tmp_path):
             customer = customers.create_customer(
                 session, Actor(None, "t"), code="KEPT", name="Kept"
             )
-        with session_scope(bo.session_factory) as session:
-            batch = imports.receive(
-                session,
-                bo.references,
-                customer_id=customer.id,
-                created_by=None,
-                file_name="p.csv",
-                size_limit=10**6,
-                stream=io.BytesIO(b"sku,name,unit_price,currency\nA,Alpha,1.5,EUR\nB,Beta,2,EUR\n"),
-            )
-            job_id, import_id = batch.job_id, batch.id
+        import_id, job_id = queue_import(
+            bo, customer, b"sku,name,unit_price,currency\nA,Alpha,1.5,EUR\nB,Beta,2,EUR\n"
+        )
         run_now(bo, job_id)
         with session_scope(bo.session_factory) as session:
             t = transforms.create(

@@ -12,7 +12,7 @@ from app.customers import services as customers
 from app.db.session import session_scope
 from app.imports import service as imports
 from app.jobs.worker import run_now
-from tests.conftest import create_user, login
+from tests.conftest import create_user, login, queue_import
 
 ACTOR = Actor(None, "tests")
 
@@ -44,21 +44,10 @@ def operator(app, bo):
 
 def stage(bo, customer, content: bytes, **options):
     """Receive bytes as an upload and run the import job here; the import and job after."""
-    with session_scope(bo.session_factory) as session:
-        batch = imports.receive(
-            session,
-            bo.references,
-            customer_id=customer.id,
-            created_by=None,
-            file_name="data.csv",
-            stream=io.BytesIO(content),
-            size_limit=10**9,
-            **options,
-        )
-        job_id = batch.job_id
+    import_id, job_id = queue_import(bo, customer, content, **options)
     outcome = run_now(bo, job_id)
     with bo.session_factory() as session:
-        batch = imports.get_import(session, batch.id)
+        batch = imports.get_import(session, import_id)
         rows = (
             imports.staged_rows(session, batch, offset=0, limit=1000)
             if batch.status == "staged"

@@ -1,6 +1,5 @@
 """Jobs: claiming, leases, a killed or paused worker, cancelling, and the HTTP routes."""
 
-import io
 import signal
 import threading
 import time
@@ -15,7 +14,7 @@ from app.db.session import session_scope
 from app.imports import service as imports
 from app.jobs import queue
 from app.jobs.worker import run_now, worker_id
-from tests.conftest import create_user, login
+from tests.conftest import create_user, login, queue_import
 from tests.harness import WorkerProcess
 
 ACTOR = Actor(None, "tests")
@@ -42,20 +41,6 @@ def customer(bo):
 
 def csv_rows(n: int) -> bytes:
     return b"sku,name,price\n" + b"".join(b"S%d,Name %d,%d.50\n" % (i, i, i) for i in range(n))
-
-
-def queue_import(bo, customer, content: bytes) -> tuple[int, int]:
-    with session_scope(bo.session_factory) as session:
-        batch = imports.receive(
-            session,
-            bo.references,
-            customer_id=customer.id,
-            created_by=None,
-            file_name="f.csv",
-            stream=io.BytesIO(content),
-            size_limit=10**9,
-        )
-        return batch.id, batch.job_id
 
 
 def job_row(bo, job_id):

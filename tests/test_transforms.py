@@ -2,7 +2,6 @@
 crash before publishing, and the routes. Jobs run for real on committed databases."""
 
 import dataclasses
-import io
 from decimal import Decimal
 
 import pytest
@@ -13,11 +12,10 @@ from app.auth.services import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
 from app.errors import APIError
-from app.imports import service as imports
 from app.jobs import runner
 from app.jobs.worker import run_now
 from app.transforms import service as transforms
-from tests.conftest import create_user, login
+from tests.conftest import create_user, login, queue_import
 
 ACTOR = Actor(None, "tests")
 PRODUCT = "sku,name,unit_price,currency\n"
@@ -43,17 +41,7 @@ def customer(bo, request):
 
 
 def staged(bo, customer, content: str) -> int:
-    with session_scope(bo.session_factory) as session:
-        batch = imports.receive(
-            session,
-            bo.references,
-            customer_id=customer.id,
-            created_by=None,
-            file_name="f.csv",
-            stream=io.BytesIO(content.encode()),
-            size_limit=10**9,
-        )
-        job_id, import_id = batch.job_id, batch.id
+    import_id, job_id = queue_import(bo, customer, content.encode())
     assert run_now(bo, job_id).status == "succeeded"
     return import_id
 
