@@ -1,0 +1,169 @@
+"""What every page shares: the blueprint, its static files, its headers, its error pages.
+
+Pages are one more caller of the services, beside the JSON API and the CLI: views read a form,
+call a service with the request's session, commit, flash the outcome and redirect (POST,
+redirect, GET). Nothing here runs SQL of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy.exc import OperationalError
+
+from app.auth.access import PUBLIC, allow
+from app.auth.login import current_session_token
+from app.auth.tokens import csrf_token_for
+from app.db.session import db_session
+from app.errors import DatabaseUnavailable
+
+bp = Blueprint("web", __name__, template_folder="templates")
+T = TypeVar("T")
+
+STATIC = Path(__file__).parent / "static"
+
+# Every response: scripts and styles from this origin only (no inline script, no eval), no
+# framing, no plugins, forms post back here. `connect-src 'self'` lets htmx poll its fragments.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+API_PREFIXES = ("/api/", "/health/", "/metrics")
+
+
+def is_page_request() -> bool:
+    """Whether the caller is a browser on a page (HTML answers) rather than a script (JSON)."""
+    path = request.path
+    return not (path == "/api" or path.startswith(API_PREFIXES))
+
+
+def security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if is_page_request() and response.mimetype == "text/html":
+        # Pages show who is signed in and carry CSRF tokens: never kept by a shared cache.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.get("/static/<path:filename>")
+@allow(PUBLIC)
+def static(filename: str):
+    return send_from_directory(STATIC, filename, max_age=3600)
+
+
+@bp.app_context_processor
+def page_context() -> dict:
+    return {"principal": current_user if current_user.is_authenticated else None}
+
+
+def csrf_token_for_page() -> str:
+    token = current_session_token()
+    return csrf_token_for(current_app.secret_key, token) if token else ""
+
+
+def page_number() -> int:
+    """The `page` query parameter: 1 when missing or not a sensible number."""
+    raw = request.args.get("page", "")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 10**6 else 1
+
+
+def while_data_engine_up(read: Callable[[], T]) -> T | None:
+    """What `read` returns, or None when the data engine is down: a page about primary-engine
+    things (a customer, a user) still shows, with its data-engine parts marked unavailable."""
+    try:
+        return read()
+    except (OperationalError, DatabaseUnavailable):
+        db_session().rollback()
+        return None
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go back to after signing in; anything else goes to the dashboard."""
+    if not target:
+        return url_for("web.dashboard")
+    parts = urlsplit(target)
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(ch) < 32 for ch in target)
+    ):
+        return url_for("web.dashboard")
+    return target
+
+
+def error_page(code: str, message: str, status: int) -> Response | None:
+    """The page for an error: sign in first, change the password first, or say what went
+    wrong. None for API callers, who get the JSON error."""
+    if not is_page_request():
+        return None
+    if status == 401:
+        return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+    if code == "password_change_required":
+        return redirect(url_for("web.account"))
+    if status == 503:
+        engine = code.removesuffix("_engine_unavailable").removesuffix("_unavailable")
+        message = (
+            f"The {engine} is unavailable. Try again in a moment."
+            if engine == "database"
+            else f"The {engine} database is unavailable. Try again in a moment."
+        )
+    if status == 413:
+        limit = current_app.extensions["backoffice"].settings.max_upload_bytes
+        message = f"The upload is larger than the limit of {_size(limit)}."
+    titles = {
+        403: "Not allowed",
+        404: "Not found",
+        405: "Not allowed here",
+        413: "Too large",
+        429: "Too many attempts",
+        503: "Unavailable",
+    }
+    body = render_template(
+        "error.html",
+        title=titles.get(status, "Something went wrong"),
+        message=message,
+        status=status,
+        code=code,
+    )
+    return Response(body, status=status, mimetype="text/html")
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:g} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return str(count)
