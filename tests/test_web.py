@@ -16,7 +16,7 @@ import pytest
 from app import create_app
 from tests.browser import CHROMIUM_ARGS, find_chromium
 from tests.conftest import PASSWORD, create_user
-from tests.harness import Gunicorn
+from tests.harness import Gunicorn, WorkerProcess
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -33,6 +33,13 @@ def server(committed_env) -> Iterator[Gunicorn]:
     gunicorn = Gunicorn(committed_env, workers=2)
     yield gunicorn
     gunicorn.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(committed_env) -> Iterator[WorkerProcess]:
+    process = WorkerProcess({**committed_env, "WORKER_POLL_SECONDS": "0.2"})
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +328,82 @@ def test_unknown_paths_answer_a_page_or_json_by_who_asks(visit, factory):
     api = v.page.request.get("/api/no-such-thing")
     assert api.status == 404
     assert api.json()["error"]["code"] == "not_found"
+
+
+PRODUCTS = (
+    "sku;name;unit_price;currency;weight_kg;active\r\n"
+    "A-1;Anvil;10.50;EUR;2;yes\r\n"
+    'B-2;"Bolt; zinc";0.20;EUR;0.01;no\r\n'
+    "C-3;Crate;abc;EUR;5;yes\r\n"  # a price that is not a number
+    "A-1;Anvil, again;11.00;EUR;2;yes\r\n"  # the key once more
+    "D-4;Drill;99;XXX;1.5;maybe\r\n"  # unknown currency, not a boolean
+)
+
+
+def create_customer(v: Visit, code: str) -> None:
+    v.page.goto("/customers/new")
+    v.page.get_by_label("Code").fill(code)
+    v.page.get_by_label("Name", exact=True).fill(f"{code} Trading")
+    v.page.get_by_role("button", name="Create").click()
+    assert re.fullmatch(r"/customers/\d+", path_of(v.page))
+
+
+def upload(v: Visit, tmp_path, code: str, content: str, name: str = "products.csv") -> None:
+    path = tmp_path / name
+    path.write_bytes(content.encode())
+    v.page.goto("/imports/new")
+    v.page.get_by_label("Customer").select_option(label=f"{code} · {code} Trading")
+    v.page.get_by_label("File").set_input_files(str(path))
+    v.page.get_by_role("button", name="Upload").click()
+    assert re.fullmatch(r"/imports/\d+", path_of(v.page))
+
+
+def test_upload_is_followed_live_until_its_rows_show(visit, factory, worker, tmp_path, shots):
+    operator = create_user(factory, "operator")
+    v = visit()
+    v.sign_in(operator.email)
+    code = f"I{uuid.uuid4().hex[:6].upper()}"
+    create_customer(v, code)
+    upload(v, tmp_path, code, PRODUCTS)
+    # No reload by hand: the page follows the job and shows the rows once staged.
+    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=30_000)
+    assert v.page.locator(".heading .status").inner_text() == "staged"
+    header = v.page.locator("section[aria-labelledby=rows] thead th").all_inner_texts()
+    assert header == ["Line", "sku", "name", "unit_price", "currency", "weight_kg", "active"]
+    cells = v.page.locator("section[aria-labelledby=rows] tbody tr").first.locator("td")
+    assert cells.all_inner_texts()[:3] == ["2", "A-1", "Anvil"]
+    assert v.page.get_by_role("cell", name="Bolt; zinc").is_visible()
+    v.page.screenshot(path=shots / "import-1280.png", full_page=True)
+    v.page.goto("/imports")
+    row = v.page.locator("tbody tr").filter(has_text=f"{code} Trading").first
+    assert "products.csv" in row.inner_text() and "5" in row.inner_text()
+    v.page.screenshot(path=shots / "imports-1280.png", full_page=True)
+    assert v.console_errors == []
+    assert v.foreign_requests() == []
+
+
+def test_a_broken_file_shows_its_line_and_column(visit, factory, worker, tmp_path):
+    operator = create_user(factory, "operator")
+    v = visit()
+    v.sign_in(operator.email)
+    code = f"B{uuid.uuid4().hex[:6].upper()}"
+    create_customer(v, code)
+    upload(v, tmp_path, code, 'sku,name\nA,"open quote\nB,fine\n', name="broken.csv")
+    alert = v.page.get_by_role("alert")
+    alert.wait_for(timeout=30_000)
+    assert alert.inner_text().startswith("Line 2")
+    assert v.page.locator(".heading .status").inner_text() == "failed"
+
+
+def test_upload_without_a_file_keeps_the_choices(visit, factory):
+    operator = create_user(factory, "operator")
+    v = visit()
+    v.sign_in(operator.email)
+    code = f"N{uuid.uuid4().hex[:6].upper()}"
+    create_customer(v, code)
+    v.page.goto("/imports/new")
+    v.page.get_by_label("Customer").select_option(label=f"{code} · {code} Trading")
+    v.page.get_by_label("Delimiter").select_option(label="Semicolon ;")
+    v.page.get_by_role("button", name="Upload").click()
+    assert v.page.locator("#file-error").inner_text() == "Choose a CSV file."
+    assert v.page.get_by_label("Delimiter").input_value() == "semicolon"

@@ -13,8 +13,16 @@ from flask import Flask, current_app
 
 
 def register_web(app: Flask) -> None:
-    from app.web import account, auth, customers, dashboard  # noqa: F401  (their views)
-    from app.web.pages import bp, csrf_token_for_page, error_page, security_headers
+    from app.web import account, auth, customers, dashboard, imports  # noqa: F401  (views)
+    from app.web.pages import (
+        ENDED,
+        bp,
+        csrf_token_for_page,
+        error_page,
+        human_size,
+        job_rate,
+        security_headers,
+    )
 
     app.register_blueprint(bp)
     app.after_request(security_headers)
@@ -28,13 +36,22 @@ def register_web(app: Flask) -> None:
         SESSION_COOKIE_SECURE=settings.cookie_secure,
     )
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["size"] = human_size
+    app.jinja_env.filters["delimiter_name"] = delimiter_name
     app.jinja_env.globals["url_endpoints"] = _Endpoints()
     app.jinja_env.globals["csrf_token_for_page"] = csrf_token_for_page
+    app.jinja_env.globals["job_rate"] = job_rate
+    app.jinja_env.globals["ENDED"] = ENDED
 
 
 def when(moment: datetime | None) -> str:
     """A timestamp as staff read it: UTC, to the minute."""
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def delimiter_name(delimiter: str | None) -> str:
+    names = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+    return names.get(delimiter or "", "detected from the header")
 
 
 class _Endpoints:

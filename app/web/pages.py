@@ -8,6 +8,7 @@ redirect, GET). Nothing here runs SQL of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from app.auth.login import current_session_token
 from app.auth.tokens import csrf_token_for
 from app.db.session import db_session
 from app.errors import DatabaseUnavailable
+from app.models.data.workspace import Job
 
 bp = Blueprint("web", __name__, template_folder="templates")
 T = TypeVar("T")
@@ -107,6 +109,27 @@ def while_data_engine_up(read: Callable[[], T]) -> T | None:
         return None
 
 
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def job_fragment(job: Job | None) -> Response:
+    """A job's progress as htmx polls it (`_job.html`). Once the job has ended the page reloads
+    whole (`HX-Refresh`), to show what the job made."""
+    response = Response(render_template("_job.html", job=job, poll_url=request.path))
+    if job is None or job.status in ENDED:
+        response.headers["HX-Refresh"] = "true"
+    return response
+
+
+def job_rate(job: Job) -> float | None:
+    """Units per second, over the time the job has run (to now, or to its end)."""
+    if job.started_at is None or not job.progress_done:
+        return None
+    end = job.finished_at or datetime.now(UTC)
+    seconds = (end - job.started_at).total_seconds()
+    return job.progress_done / seconds if seconds > 0 else None
+
+
 def safe_next(target: str | None) -> str:
     """A local path to go back to after signing in; anything else goes to the dashboard."""
     if not target:
@@ -142,7 +165,7 @@ def error_page(code: str, message: str, status: int) -> Response | None:
         )
     if status == 413:
         limit = current_app.extensions["backoffice"].settings.max_upload_bytes
-        message = f"The upload is larger than the limit of {_size(limit)}."
+        message = f"The upload is larger than the limit of {human_size(limit)}."
     titles = {
         403: "Not allowed",
         404: "Not found",
@@ -161,7 +184,7 @@ def error_page(code: str, message: str, status: int) -> Response | None:
     return Response(body, status=status, mimetype="text/html")
 
 
-def _size(count: int) -> str:
+def human_size(count: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return f"{count:g} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
