@@ -3,9 +3,11 @@
 import csv
 import gzip
 import io
+import json
 import subprocess
 
 import pytest
+from sqlalchemy import text
 
 from app import create_app
 from app.auth.services import Actor
@@ -15,6 +17,7 @@ from app.exports import service as exports
 from app.jobs import runner
 from app.jobs.worker import run_now
 from tests.conftest import create_user, login
+from tests.harness import backoffice
 from tests.test_transforms import RATES, reference, staged, transform
 
 ACTOR = Actor(None, "tests")
@@ -29,9 +32,13 @@ PRODUCTS = (
 
 
 @pytest.fixture(scope="module")
-def app(committed_env, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("exports")
-    application = create_app({**committed_env, "EXPORT_DIR": str(folder)})
+def env(committed_env, tmp_path_factory):
+    return {**committed_env, "EXPORT_DIR": str(tmp_path_factory.mktemp("exports"))}
+
+
+@pytest.fixture(scope="module")
+def app(env):
+    application = create_app(env)
     yield application
     application.extensions["backoffice"].close()
 
@@ -48,7 +55,7 @@ def customer(bo, request):
         return customers.create_customer(session, ACTOR, code=code, name=code)
 
 
-def export(bo, customer, dataset, output=None, fmt="csv"):
+def export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
     with session_scope(bo.session_factory) as session:
         e = exports.create(
             session,
@@ -58,6 +65,7 @@ def export(bo, customer, dataset, output=None, fmt="csv"):
             format=fmt,
             created_by=None,
             output=str(output) if output else None,
+            neutralize_formulas=neutralize,
         )
         export_id, job_id = e.id, e.job_id
     outcome = run_now(bo, job_id)
@@ -157,3 +165,91 @@ def test_export_routes_generate_names_and_serve_the_file(app, bo, customer):
         response = client.post("/api/exports", headers=headers, json=body)
         assert response.status_code == 422 and response.json["error"]["code"] == code
     assert client.get("/api/exports/999999/download").status_code == 404
+
+
+# A customer's file whose text cells a spreadsheet would run as formulas.
+FORMULAS = (
+    "sku,name,category,weight_kg,length_cm,width_cm,height_cm,unit_price,currency,"
+    "barcode,active,updated_at\n"
+    'F1,"=HYPERLINK(""x"")",+1,,,,,1.5,EUR,,,\n'
+    "F2,-2,@x,,,,,2,EUR,,,\n"
+    'F3,"\ttab","\rcr",,,,,3,EUR,,,\n'
+)
+
+
+def formula_fixture(bo, customer):
+    transform(bo, staged(bo, customer, FORMULAS), "products")
+    # A negative number can only come from SQL (the transform refuses it): it must stay as it is.
+    with bo.engines.data.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE reference.products SET weight_kg = -2 WHERE customer_id = :c AND sku = 'F1'"
+            ),
+            {"c": customer.id},
+        )
+
+
+def cells(path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))
+
+
+def test_plain_exports_keep_formula_like_text_exact(bo, customer, tmp_path):
+    formula_fixture(bo, customer)
+    out = tmp_path / "plain.csv"
+    e, outcome = export(bo, customer, "products", output=out)
+    assert outcome.status == "succeeded" and e.neutralize_formulas is False
+    rows = cells(out)
+    assert [r[:4] for r in rows[1:]] == [
+        ["F1", '=HYPERLINK("x")', "+1", "-2"],
+        ["F2", "-2", "@x", ""],
+        ["F3", "\ttab", "\rcr", ""],
+    ]
+
+
+def test_neutralized_exports_prefix_only_text_cells_that_start_like_formulas(
+    bo, customer, tmp_path
+):
+    formula_fixture(bo, customer)
+    out = tmp_path / "safe.csv"
+    e, outcome = export(bo, customer, "products", output=out, neutralize=True)
+    assert outcome.status == "succeeded" and e.neutralize_formulas is True and e.rows == 3
+    rows = cells(out)
+    assert rows[0][:4] == ["sku", "name", "category", "weight_kg"]
+    assert [r[:4] + r[7:9] for r in rows[1:]] == [
+        ["F1", '\'=HYPERLINK("x")', "'+1", "-2", "1.5", "EUR"],
+        ["F2", "'-2", "'@x", "", "2", "EUR"],
+        ["F3", "'\ttab", "'\rcr", "", "3", "EUR"],
+    ]
+
+
+def test_the_cli_and_the_api_neutralize_formulas_on_request(app, env, bo, customer, tmp_path):
+    formula_fixture(bo, customer)
+    out = tmp_path / "cli.csv"
+    done = backoffice(
+        env,
+        "export",
+        "products",
+        "--customer",
+        customer.code,
+        "--output",
+        str(out),
+        "--neutralize-formulas",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["export"]["neutralize_formulas"] is True
+    assert cells(out)[1][1] == '\'=HYPERLINK("x")'
+
+    client = app.test_client()
+    operator = create_user(bo.session_factory, "operator")
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    body = {"dataset": "products", "customer_id": customer.id, "neutralize_formulas": True}
+    created = client.post("/api/exports", headers=headers, json=body)
+    assert created.status_code == 202 and created.json["export"]["neutralize_formulas"] is True
+    run_now(bo, created.json["job"]["id"])
+    download = client.get(f"/api/exports/{created.json['export']['id']}/download")
+    assert download.status_code == 200
+    assert list(csv.reader(io.StringIO(download.data.decode())))[1][1] == '\'=HYPERLINK("x")'
+    body["neutralize_formulas"] = "yes"
+    refused = client.post("/api/exports", headers=headers, json=body)
+    assert refused.status_code == 422 and "neutralize_formulas" in refused.json["error"]["message"]

@@ -19,7 +19,8 @@ bp = Blueprint("exports", __name__, url_prefix="/api/exports")
 @allow("operator")
 def create_export():
     body = json_body(
-        allowed={"dataset", "customer_id", "format"}, required={"dataset", "customer_id"}
+        allowed={"dataset", "customer_id", "format", "neutralize_formulas"},
+        required={"dataset", "customer_id"},
     )
     bo = current_app.extensions["backoffice"]
     db = db_session()
@@ -29,6 +30,7 @@ def create_export():
         dataset=body["dataset"],
         customer_id=body["customer_id"],
         format=body.get("format", "csv"),
+        neutralize_formulas=body.get("neutralize_formulas", False),
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )

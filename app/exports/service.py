@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Text, select, text
 
 from app.datasets import DATASETS, Dataset
+from app.datasets.base import TYPES, Field
 from app.db.session import BackofficeSession
 from app.errors import APIError
 from app.jobs import queue
@@ -32,11 +33,33 @@ def export_dir(settings, instance_path: str) -> Path:
     return Path(settings.export_dir or Path(instance_path) / "exports")
 
 
-def copy_statement(dataset: Dataset, customer_id: int) -> sql.Composable:
-    names = sql.SQL(", ").join(sql.Identifier(f.name) for f in dataset.fields)
-    key = sql.SQL(", ").join(sql.Identifier(k) for k in dataset.key)
+# What makes a spreadsheet read a text cell as a formula (tab and CR: what some programs strip
+# before reading one): OWASP's list for CSV injection.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _column(f: Field, neutralize: bool) -> sql.Composable:
+    """A text cell that starts like a formula gets a leading ', which spreadsheets show as text.
+    Done in the COPY's own SELECT, so the export stays one server-side stream."""
+    column = sql.Identifier("t", f.name)
+    if not neutralize or TYPES[f.type] is not Text:
+        return column  # numbers, dates and booleans hold no formula: exact as they are
     return sql.SQL(
-        "COPY (SELECT {names} FROM {table} WHERE customer_id = {cid} ORDER BY {key}) "
+        "CASE WHEN left({c}, 1) IN ({starts}) THEN {quote} || {c} ELSE {c} END AS {n}"
+    ).format(
+        c=column,
+        starts=sql.SQL(", ").join(sql.Literal(c) for c in FORMULA_STARTS),
+        quote=sql.Literal("'"),
+        n=sql.Identifier(f.name),
+    )
+
+
+def copy_statement(dataset: Dataset, customer_id: int, neutralize: bool = False) -> sql.Composable:
+    names = sql.SQL(", ").join(_column(f, neutralize) for f in dataset.fields)
+    # Qualified: a bare name in ORDER BY would sort by the (neutralized) output column.
+    key = sql.SQL(", ").join(sql.Identifier("t", k) for k in dataset.key)
+    return sql.SQL(
+        "COPY (SELECT {names} FROM {table} AS t WHERE t.customer_id = {cid} ORDER BY {key}) "
         "TO STDOUT (FORMAT csv, HEADER)"
     ).format(
         names=names,
@@ -55,6 +78,7 @@ def create(
     format: object = "csv",
     created_by: int | None,
     output: str | None = None,
+    neutralize_formulas: object = False,
     max_attempts: int = 3,
 ) -> Export:
     if not isinstance(dataset, str) or dataset not in DATASETS:
@@ -65,8 +89,18 @@ def create(
         )
     if format not in FORMATS:
         raise APIError("format must be csv or csv.gz", code="invalid_field", status=422)
+    if not isinstance(neutralize_formulas, bool):
+        raise APIError(
+            "neutralize_formulas must be true or false", code="invalid_field", status=422
+        )
     references.customer(session, customer_id)
-    export = Export(dataset=dataset, customer_id=customer_id, created_by=created_by, format=format)
+    export = Export(
+        dataset=dataset,
+        customer_id=customer_id,
+        created_by=created_by,
+        format=format,
+        neutralize_formulas=neutralize_formulas,
+    )
     session.add(export)
     session.flush()
     if output is None:
@@ -137,7 +171,9 @@ class ExportJob:
         written = 0
         with (
             _open_output(part, e.format) as out,
-            cursor.copy(copy_statement(DATASETS[e.dataset], e.customer_id)) as copy,
+            cursor.copy(
+                copy_statement(DATASETS[e.dataset], e.customer_id, e.neutralize_formulas)
+            ) as copy,
         ):
             for data in copy:
                 out.write(data)

@@ -232,10 +232,17 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
     help="Where to write (with --async: a path on the worker's host).",
 )
 @click.option("--gzip", "gzipped", is_flag=True, help="Write gzipped CSV.")
+@click.option(
+    "--neutralize-formulas",
+    is_flag=True,
+    help="Prefix text cells starting with = + - @ tab or CR with ' (for spreadsheets).",
+)
 @click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @with_appcontext
-def export_command(dataset, customer_code, output, gzipped, run_async, as_json) -> None:
+def export_command(
+    dataset, customer_code, output, gzipped, neutralize_formulas, run_async, as_json
+) -> None:
     """Write a dataset's rows for a customer as CSV, in key order, with a header row."""
     from app.exports import service as exports
 
@@ -251,6 +258,7 @@ def export_command(dataset, customer_code, output, gzipped, run_async, as_json) 
                 format="csv.gz" if gzipped else "csv",
                 created_by=None,
                 output=output,
+                neutralize_formulas=neutralize_formulas,
                 max_attempts=bo.settings.job_max_attempts,
             )
             export_id, job_id = e.id, e.job_id
