@@ -4,7 +4,9 @@ import csv
 import gzip
 import io
 import json
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -16,7 +18,7 @@ from app.db.session import session_scope
 from app.exports import service as exports
 from app.jobs import runner
 from app.jobs.worker import run_now
-from tests.conftest import create_user, login
+from tests.conftest import create_user, login, queue_import
 from tests.harness import backoffice
 from tests.test_transforms import RATES, reference, staged, transform
 
@@ -33,7 +35,8 @@ PRODUCTS = (
 
 @pytest.fixture(scope="module")
 def env(committed_env, tmp_path_factory):
-    return {**committed_env, "EXPORT_DIR": str(tmp_path_factory.mktemp("exports"))}
+    # A folder the first export creates (its mode is checked).
+    return {**committed_env, "EXPORT_DIR": str(tmp_path_factory.mktemp("exports") / "out")}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
             neutralize_formulas=neutralize,
         )
         export_id, job_id = e.id, e.job_id
-    outcome = run_now(bo, job_id)
+    outcome = run_now(bo, job_id, files=[str(output)] if output else [])
     with bo.session_factory() as session:
         return exports.get(session, export_id), outcome
 
@@ -253,3 +256,117 @@ def test_the_cli_and_the_api_neutralize_formulas_on_request(app, env, bo, custom
     body["neutralize_formulas"] = "yes"
     refused = client.post("/api/exports", headers=headers, json=body)
     assert refused.status_code == 422 and "neutralize_formulas" in refused.json["error"]["message"]
+
+
+def queued_export(bo, customer) -> tuple[int, int, Path]:
+    """An API-style export (generated name under EXPORT_DIR): (export id, job id, its path)."""
+    with session_scope(bo.session_factory) as session:
+        e = exports.create(
+            session, bo.references, dataset="products", customer_id=customer.id, created_by=None
+        )
+        return e.id, e.job_id, exports.export_dir(bo.settings, bo.instance_path) / e.file_name
+
+
+def test_a_job_row_pointing_outside_the_folders_fails_and_touches_nothing(bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    export_id, export_job, _ = queued_export(bo, customer)
+    import_id, import_job = queue_import(bo, customer, b"a\n1\n")
+    with bo.engines.data.begin() as conn:  # their own jobs are not run: the planted ones are
+        conn.execute(
+            text("UPDATE workspace.jobs SET status = 'cancelled' WHERE id IN (:e, :i)"),
+            {"e": export_job, "i": import_job},
+        )
+    folder = exports.export_dir(bo.settings, bo.instance_path)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("sku\nsecret\n")
+    planted = [
+        ("export", {"export_id": export_id, "output": str(tmp_path / "written.csv")}),
+        ("export", {"export_id": export_id, "output": f"{folder}/../escaped.csv"}),
+        ("import", {"import_id": import_id, "local_path": str(secret)}),
+    ]
+    for kind, params in planted:
+        with bo.engines.data.begin() as conn:
+            job_id = conn.execute(
+                text(
+                    "INSERT INTO workspace.jobs (kind, params, customer_id) "
+                    "VALUES (:kind, CAST(:params AS jsonb), :c) RETURNING id"
+                ),
+                {"kind": kind, "params": json.dumps(params), "c": customer.id},
+            ).scalar()
+        outcome = run_now(bo, job_id)  # as a worker runs it: nobody vouches for the path
+        assert outcome.status == "failed", (kind, outcome)
+        assert "outside the folders jobs may use" in outcome.error, outcome.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.csv"]
+    assert not (folder.parent / "escaped.csv").exists()
+    with bo.session_factory() as session:
+        assert exports.get(session, export_id).rows is None
+    with bo.engines.data.connect() as conn:
+        staged_tables = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE tablename LIKE :t"),
+            {"t": f"import_{import_id}%"},
+        ).scalar()
+    assert staged_tables == 0, "nothing of the secret file was read into the database"
+
+
+def test_a_symbolic_link_planted_at_the_export_s_name_is_not_followed(bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    _, job_id, final = queued_export(bo, customer)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.symlink_to(victim)
+    outcome = run_now(bo, job_id)
+    assert outcome.status == "failed" and "symbolic link" in outcome.error
+    _, job_id, final = queued_export(bo, customer)
+    part = final.with_name(f".{final.name}.part-{job_id}-1")
+    part.symlink_to(victim)
+    outcome = run_now(bo, job_id)
+    assert outcome.status == "failed" and "already exists" in outcome.error
+    assert victim.read_text() == "keep me" and part.is_symlink() and not final.exists()
+
+
+def test_export_files_and_their_folder_are_private_from_the_start(app, bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    _, job_id, final = queued_export(bo, customer)
+    assert run_now(bo, job_id).status == "succeeded"
+    assert stat.S_IMODE(final.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(final.stat().st_mode) == 0o600
+    out = tmp_path / "cli.csv.gz"
+    _, outcome = export(bo, customer, "products", output=out, fmt="csv.gz")
+    assert outcome.status == "succeeded" and stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert gzip.decompress(out.read_bytes()).startswith(b"sku,name,")
+
+
+def test_a_download_whose_stored_name_leaves_the_folder_is_refused(app, bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    export_id, job_id, final = queued_export(bo, customer)
+    assert run_now(bo, job_id).status == "succeeded"
+    (final.parent.parent / "outside.csv").write_text("secret")
+    with bo.engines.data.begin() as conn:
+        conn.execute(
+            text("UPDATE workspace.exports SET file_name = '../outside.csv' WHERE id = :id"),
+            {"id": export_id},
+        )
+    client = app.test_client()
+    viewer = create_user(bo.session_factory, "viewer")
+    login(client, viewer.email)
+    response = client.get(f"/api/exports/{export_id}/download")
+    assert response.status_code == 404 and response.json["error"]["code"] == "file_missing"
+
+
+def test_viewers_do_not_see_a_job_s_parameters(app, bo, customer, tmp_path):
+    out = tmp_path / "p.csv"
+    e, _ = export(bo, customer, "products", output=out)
+    for role, sees in (("viewer", False), ("operator", True)):
+        client = app.test_client()
+        login(client, create_user(bo.session_factory, role).email)
+        shown = [
+            client.get(f"/api/jobs/{e.job_id}").json["job"],
+            next(j for j in client.get("/api/jobs").json["jobs"] if j["id"] == e.job_id),
+            client.get(f"/api/exports/{e.id}").json["job"],
+        ]
+        for job in shown:
+            assert ("params" in job) is sees, (role, job)
+            assert job["status"] == "succeeded"
+        if sees:
+            assert shown[0]["params"]["output"] == str(out)

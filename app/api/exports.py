@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, current_app, jsonify, send_file
 from flask_login import current_user
 
 from app.api.body import json_body
+from app.api.jobs import job_json, job_of
 from app.auth.access import allow
 from app.db.session import db_session
 from app.errors import APIError
@@ -35,7 +38,7 @@ def create_export():
         max_attempts=bo.settings.job_max_attempts,
     )
     db.commit()
-    return jsonify(export=e.as_dict(), job=queue.get_job(db, e.job_id).as_dict()), 202
+    return jsonify(export=e.as_dict(), job=job_json(queue.get_job(db, e.job_id))), 202
 
 
 @bp.get("/<int:export_id>")
@@ -43,7 +46,7 @@ def create_export():
 def get_export(export_id: int):
     db = db_session()
     e = exports.get(db, export_id)
-    job = queue.job_of(db, e.job_id)
+    job = job_of(db, e.job_id)
     return jsonify(export=e.as_dict(), job=job)
 
 
@@ -60,16 +63,12 @@ def download(export_id: int):
     customer = bo.references.lookup(db, "customer", e.customer_id)
     if not customer.exists:
         raise APIError(f"no export with id {export_id}", code="not_found", status=404)
-    path = exports.export_dir(bo.settings, bo.instance_path) / e.file_name
-    if not path.is_file():
-        raise APIError(
-            "the export's file is not on this host (EXPORT_DIR must be shared between hosts)",
-            code="file_missing",
-            status=404,
-        )
-    return send_file(
-        path,
+    handle = exports.open_download(bo, e)
+    response = send_file(
+        handle,
         mimetype="application/gzip" if e.format == "csv.gz" else "text/csv",
         as_attachment=True,
         download_name=f"{e.dataset}-{customer.label}-{e.id}.{e.format}",
     )
+    response.content_length = os.fstat(handle.fileno()).st_size
+    return response

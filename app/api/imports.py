@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from app.api.body import query_int
+from app.api.jobs import job_json, job_of
 from app.auth.access import allow
 from app.db.session import db_session
 from app.errors import APIError
@@ -56,7 +57,7 @@ def create_import():
     )
     db.commit()
     job = queue.get_job(db, batch.job_id)
-    return jsonify(**{"import": batch.as_dict(), "job": job.as_dict()}), 202
+    return jsonify(**{"import": batch.as_dict(), "job": job_json(job)}), 202
 
 
 @bp.get("")
@@ -76,7 +77,7 @@ def list_imports():
 def get_import(import_id: int):
     db = db_session()
     batch = imports.get_import(db, import_id)
-    job = queue.job_of(db, batch.job_id)
+    job = job_of(db, batch.job_id)
     return jsonify(**{"import": batch.as_dict(), "job": job})
 
 

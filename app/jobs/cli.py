@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -101,11 +102,15 @@ def _finish(job_id: int, as_json: bool, describe) -> None:
         sys.exit(1)
 
 
-def _run_or_queue(job_id: int, run_async: bool, as_json: bool, label: str, describe) -> None:
+def _run_or_queue(
+    job_id: int, run_async: bool, as_json: bool, label: str, describe, files: tuple = ()
+) -> None:
+    """`files`: the paths typed on this command line, which the job may use wherever they are
+    because it runs here; a worker would accept them only inside the job folders."""
     if not run_async:
         bar = ProgressBar(label)
         try:
-            run_now(_bo(), job_id, on_progress=bar)
+            run_now(_bo(), job_id, on_progress=bar, files=files)
         finally:
             bar.close()
     _finish(job_id, as_json, describe)
@@ -154,7 +159,7 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
                     created_by=None,
                     file_name=file,
                     stream=None,
-                    local_path=file,
+                    local_path=os.path.realpath(file),
                     size_limit=0,
                     encoding=encoding,
                     delimiter=delimiter,
@@ -163,7 +168,8 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
             import_id, job_id = batch.id, batch.job_id
     except APIError as exc:
         _refuse(exc)
-    _run_or_queue(job_id, run_async, as_json, "staging", _describe_import(import_id))
+    files = () if run_async else (os.path.realpath(file),)
+    _run_or_queue(job_id, run_async, as_json, "staging", _describe_import(import_id), files)
 
 
 def _describe_transform(transform_id: int):
@@ -229,7 +235,7 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
     "--output",
     required=True,
     type=click.Path(dir_okay=False, writable=True),
-    help="Where to write (with --async: a path on the worker's host).",
+    help="Where to write (with --async: inside EXPORT_DIR on the worker's host).",
 )
 @click.option("--gzip", "gzipped", is_flag=True, help="Write gzipped CSV.")
 @click.option(
@@ -247,6 +253,14 @@ def export_command(
     from app.exports import service as exports
 
     bo = _bo()
+    output = os.path.abspath(output)
+    folder = exports.export_dir(bo.settings, bo.instance_path)
+    if run_async and not _inside(output, folder):
+        raise click.BadParameter(
+            f"with --async a worker writes the file, and workers write only inside EXPORT_DIR "
+            f"({folder}); give a path there, or leave out --async",
+            param_hint="--output",
+        )
     try:
         with _scope() as session:
             customer = _customer(session, customer_code)
@@ -268,7 +282,12 @@ def export_command(
     def describe(session, job):
         return {"export": exports.get(session, export_id).as_dict(), "job": job.as_dict()}
 
-    _run_or_queue(job_id, run_async, as_json, "exporting", describe)
+    _run_or_queue(job_id, run_async, as_json, "exporting", describe, (output,))
+
+
+def _inside(path: str, folder) -> bool:
+    parent, root = os.path.realpath(os.path.dirname(path)), os.path.realpath(folder)
+    return parent == root or parent.startswith(root + os.sep)
 
 
 @click.command("worker")
