@@ -370,3 +370,67 @@ def test_viewers_do_not_see_a_job_s_parameters(app, bo, customer, tmp_path):
             assert job["status"] == "succeeded"
         if sees:
             assert shown[0]["params"]["output"] == str(out)
+
+
+def audit_rows(bo, action: str, target_id) -> list:
+    from app import audit
+
+    with bo.session_factory() as session:
+        return [r for r in audit.entries(session, action=action) if r.target_id == str(target_id)]
+
+
+def test_imports_transforms_exports_and_downloads_are_audited_over_http(app, bo, customer):
+    client = app.test_client()
+    operator = create_user(bo.session_factory, "operator")
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    uploaded = client.post(
+        "/api/imports",
+        headers=headers,
+        data={"customer_id": str(customer.id), "file": (io.BytesIO(PRODUCTS.encode()), "p.csv")},
+        content_type="multipart/form-data",
+    ).json
+    run_now(bo, uploaded["job"]["id"])
+    import_id = uploaded["import"]["id"]
+    body = {"import_id": import_id, "dataset": "products"}
+    cast = client.post("/api/transforms", headers=headers, json=body).json
+    run_now(bo, cast["job"]["id"])
+    body = {"dataset": "products", "customer_id": customer.id}
+    made = client.post("/api/exports", headers=headers, json=body).json
+    run_now(bo, made["job"]["id"])
+    export_id = made["export"]["id"]
+    assert client.get(f"/api/exports/{export_id}/download").status_code == 200
+    expected = [
+        ("import.create", import_id, {"job_id": uploaded["job"]["id"], "file_name": "p.csv"}),
+        ("transform.create", cast["transform"]["id"], {"import_id": import_id}),
+        ("export.create", export_id, {"job_id": made["job"]["id"], "dataset": "products"}),
+        ("export.download", export_id, {"dataset": "products"}),
+    ]
+    for action, target_id, details in expected:
+        (row,) = audit_rows(bo, action, target_id)
+        assert (row.actor_id, row.actor_email) == (operator.id, operator.email), action
+        assert row.details["customer_id"] == customer.id
+        assert details.items() <= row.details.items(), (action, row.details)
+
+
+def test_bulk_commands_are_audited_with_the_shell_user(env, bo, customer, tmp_path):
+    source = tmp_path / "p.csv"
+    source.write_text(PRODUCTS)
+    imported = backoffice(env, "import", str(source), "--customer", customer.code, "--json")
+    import_id = json.loads(imported.stdout)["import"]["id"]
+    cast = backoffice(env, "transform", str(import_id), "--dataset", "products", "--json")
+    transform_id = json.loads(cast.stdout)["transform"]["id"]
+    out = tmp_path / "out.csv"
+    written = backoffice(
+        env, "export", "products", "--customer", customer.code, "--output", str(out), "--json"
+    )
+    export_id = json.loads(written.stdout)["export"]["id"]
+    for action, target_id in [
+        ("import.create", import_id),
+        ("transform.create", transform_id),
+        ("export.create", export_id),
+    ]:
+        (row,) = audit_rows(bo, action, target_id)
+        assert row.actor_id is None and row.actor_email.startswith("cli:"), action
+        assert row.details["customer_id"] == customer.id
+    (row,) = audit_rows(bo, "export.create", export_id)
+    assert row.details["output"] == str(out)

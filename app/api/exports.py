@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, send_file
 from flask_login import current_user
 
 from app.api.body import json_body
-from app.api.jobs import job_json, job_of
+from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.db.session import db_session
 from app.errors import APIError
@@ -38,6 +38,17 @@ def create_export():
         max_attempts=bo.settings.job_max_attempts,
     )
     db.commit()
+    audit_bulk_action(
+        db,
+        "export.create",
+        "export",
+        e.id,
+        customer_id=e.customer_id,
+        job_id=e.job_id,
+        dataset=e.dataset,
+        format=e.format,
+        neutralize_formulas=e.neutralize_formulas,
+    )
     return jsonify(export=e.as_dict(), job=job_json(queue.get_job(db, e.job_id))), 202
 
 
@@ -64,6 +75,13 @@ def download(export_id: int):
     if not customer.exists:
         raise APIError(f"no export with id {export_id}", code="not_found", status=404)
     handle = exports.open_download(bo, e)
+    try:  # recorded before a byte is sent: a download the log does not show never happens
+        audit_bulk_action(
+            db, "export.download", "export", e.id, customer_id=e.customer_id, dataset=e.dataset
+        )
+    except BaseException:
+        handle.close()
+        raise
     response = send_file(
         handle,
         mimetype="application/gzip" if e.format == "csv.gz" else "text/csv",

@@ -9,7 +9,8 @@ from flask_login import current_user
 
 from app.api.body import query_int
 from app.auth.access import allow
-from app.auth.services import RANK
+from app.auth.login import client_ip
+from app.auth.services import RANK, Actor
 from app.db.session import db_session
 from app.jobs import queue
 from app.models.data.workspace import Job
@@ -26,6 +27,16 @@ def job_json(job: Job | None) -> dict[str, Any] | None:
     if RANK[current_user.role] < RANK["operator"]:
         del shown["params"]
     return shown
+
+
+def audit_bulk_action(db, action: str, target_type: str, target_id: int, **details: Any) -> None:
+    """Who did which bulk action on which customer's data, in the audit log (primary engine).
+    Called once the data engine's work has committed, in a transaction of its own: none spans
+    the two engines (docs/ARCHITECTURE.md); a crash in between loses the row, never the data."""
+    Actor.of(current_user, client_ip()).audit(
+        db, action, target_type=target_type, target_id=target_id, **details
+    )
+    db.commit()
 
 
 def job_of(db, job_id: int | None) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from flask_login import current_user
 
 from app.api.body import json_body
-from app.api.jobs import job_json, job_of
+from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.datasets import DATASETS
 from app.db.session import db_session
@@ -42,6 +42,16 @@ def create_transform():
         max_attempts=bo.settings.job_max_attempts,
     )
     db.commit()
+    audit_bulk_action(
+        db,
+        "transform.create",
+        "transform",
+        t.id,
+        customer_id=t.customer_id,
+        job_id=t.job_id,
+        import_id=t.import_id,
+        dataset=t.dataset,
+    )
     return jsonify(transform=t.as_dict(), job=job_json(queue.get_job(db, t.job_id))), 202
 
 

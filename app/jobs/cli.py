@@ -19,6 +19,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from app.auth.cli import cli_actor
 from app.customers.services import find_by_code
 from app.db.session import session_scope
 from app.errors import APIError
@@ -41,6 +42,14 @@ def _customer(session, code: str):
     if customer is None:
         raise click.ClickException(f"no customer with code {code}")
     return customer
+
+
+def _audit(action: str, target_type: str, target_id: int, **details) -> None:
+    """Who started which bulk action for which customer (the operating-system user, for a
+    shell), in the audit log on the primary engine: in a transaction of its own, once the data
+    engine's work has committed (no transaction spans the two engines)."""
+    with _scope() as session:
+        cli_actor().audit(session, action, target_type=target_type, target_id=target_id, **details)
 
 
 def _refuse(exc: APIError):
@@ -168,6 +177,15 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
             import_id, job_id = batch.id, batch.job_id
     except APIError as exc:
         _refuse(exc)
+    _audit(
+        "import.create",
+        "import",
+        import_id,
+        customer_id=customer.id,
+        job_id=job_id,
+        file_name=batch.file_name,
+        size_bytes=batch.size_bytes,
+    )
     files = () if run_async else (os.path.realpath(file),)
     _run_or_queue(job_id, run_async, as_json, "staging", _describe_import(import_id), files)
 
@@ -225,6 +243,15 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
             transform_id, job_id = t.id, t.job_id
     except APIError as exc:
         _refuse(exc)
+    _audit(
+        "transform.create",
+        "transform",
+        transform_id,
+        customer_id=t.customer_id,
+        job_id=job_id,
+        import_id=import_id,
+        dataset=dataset,
+    )
     _run_or_queue(job_id, run_async, as_json, "transforming", _describe_transform(transform_id))
 
 
@@ -278,6 +305,17 @@ def export_command(
             export_id, job_id = e.id, e.job_id
     except APIError as exc:
         _refuse(exc)
+    _audit(
+        "export.create",
+        "export",
+        export_id,
+        customer_id=customer.id,
+        job_id=job_id,
+        dataset=dataset,
+        format=e.format,
+        neutralize_formulas=neutralize_formulas,
+        output=output,
+    )
 
     def describe(session, job):
         return {"export": exports.get(session, export_id).as_dict(), "job": job.as_dict()}
