@@ -154,8 +154,9 @@ class Settings:
     auth_listen: DatabaseTarget | None = None  # direct URL for LISTEN when the primary's is pooled
     session_idle_timeout: int = 30 * 60
     session_absolute_timeout: int = 12 * 3600
-    login_max_failures_per_account: int = 5
+    login_max_failures_per_account_and_client: int = 5
     login_max_failures_per_client: int = 20
+    login_max_failures_per_account: int = 50  # from all addresses together
     login_lockout_seconds: int = 15 * 60
     cookie_secure: bool = False
     trusted_proxy_count: int = 0
@@ -267,6 +268,16 @@ class Settings:
                 raise ConfigError(f"{name} must be more than 0")
             return value
 
+        per_account_and_client = number("LOGIN_MAX_FAILURES_PER_ACCOUNT_AND_CLIENT", 5, minimum=1)
+        per_account = number("LOGIN_MAX_FAILURES_PER_ACCOUNT", 50, minimum=1)
+        if per_account <= per_account_and_client:  # the meaning before it counted per address
+            raise ConfigError(
+                f"LOGIN_MAX_FAILURES_PER_ACCOUNT ({per_account}) counts failures from all "
+                "addresses together: it must be more than "
+                f"LOGIN_MAX_FAILURES_PER_ACCOUNT_AND_CLIENT ({per_account_and_client}), "
+                "or one address could lock the owner out"
+            )
+
         return cls(
             env=app_env,
             split_mode=split,
@@ -285,8 +296,9 @@ class Settings:
             else None,
             session_idle_timeout=number("SESSION_IDLE_TIMEOUT", 30 * 60, minimum=60),
             session_absolute_timeout=number("SESSION_ABSOLUTE_TIMEOUT", 12 * 3600, minimum=60),
-            login_max_failures_per_account=number("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1),
+            login_max_failures_per_account_and_client=per_account_and_client,
             login_max_failures_per_client=number("LOGIN_MAX_FAILURES_PER_CLIENT", 20, minimum=1),
+            login_max_failures_per_account=per_account,
             login_lockout_seconds=number("LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1),
             cookie_secure=parse_bool(
                 "COOKIE_SECURE", get("COOKIE_SECURE") or str(app_env == "production")

@@ -3,9 +3,13 @@
 import csv
 import gzip
 import io
+import json
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from app import create_app
 from app.auth.services import Actor
@@ -14,7 +18,8 @@ from app.db.session import session_scope
 from app.exports import service as exports
 from app.jobs import runner
 from app.jobs.worker import run_now
-from tests.conftest import create_user, login
+from tests.conftest import create_user, login, queue_import
+from tests.harness import backoffice
 from tests.test_transforms import RATES, reference, staged, transform
 
 ACTOR = Actor(None, "tests")
@@ -29,9 +34,14 @@ PRODUCTS = (
 
 
 @pytest.fixture(scope="module")
-def app(committed_env, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("exports")
-    application = create_app({**committed_env, "EXPORT_DIR": str(folder)})
+def env(committed_env, tmp_path_factory):
+    # A folder the first export creates (its mode is checked).
+    return {**committed_env, "EXPORT_DIR": str(tmp_path_factory.mktemp("exports") / "out")}
+
+
+@pytest.fixture(scope="module")
+def app(env):
+    application = create_app(env)
     yield application
     application.extensions["backoffice"].close()
 
@@ -48,7 +58,7 @@ def customer(bo, request):
         return customers.create_customer(session, ACTOR, code=code, name=code)
 
 
-def export(bo, customer, dataset, output=None, fmt="csv"):
+def export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
     with session_scope(bo.session_factory) as session:
         e = exports.create(
             session,
@@ -58,9 +68,10 @@ def export(bo, customer, dataset, output=None, fmt="csv"):
             format=fmt,
             created_by=None,
             output=str(output) if output else None,
+            neutralize_formulas=neutralize,
         )
         export_id, job_id = e.id, e.job_id
-    outcome = run_now(bo, job_id)
+    outcome = run_now(bo, job_id, files=[str(output)] if output else [])
     with bo.session_factory() as session:
         return exports.get(session, export_id), outcome
 
@@ -157,3 +168,269 @@ def test_export_routes_generate_names_and_serve_the_file(app, bo, customer):
         response = client.post("/api/exports", headers=headers, json=body)
         assert response.status_code == 422 and response.json["error"]["code"] == code
     assert client.get("/api/exports/999999/download").status_code == 404
+
+
+# A customer's file whose text cells a spreadsheet would run as formulas.
+FORMULAS = (
+    "sku,name,category,weight_kg,length_cm,width_cm,height_cm,unit_price,currency,"
+    "barcode,active,updated_at\n"
+    'F1,"=HYPERLINK(""x"")",+1,,,,,1.5,EUR,,,\n'
+    "F2,-2,@x,,,,,2,EUR,,,\n"
+    'F3,"\ttab","\rcr",,,,,3,EUR,,,\n'
+)
+
+
+def formula_fixture(bo, customer):
+    transform(bo, staged(bo, customer, FORMULAS), "products")
+    # A negative number can only come from SQL (the transform refuses it): it must stay as it is.
+    with bo.engines.data.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE reference.products SET weight_kg = -2 WHERE customer_id = :c AND sku = 'F1'"
+            ),
+            {"c": customer.id},
+        )
+
+
+def cells(path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))
+
+
+def test_plain_exports_keep_formula_like_text_exact(bo, customer, tmp_path):
+    formula_fixture(bo, customer)
+    out = tmp_path / "plain.csv"
+    e, outcome = export(bo, customer, "products", output=out)
+    assert outcome.status == "succeeded" and e.neutralize_formulas is False
+    rows = cells(out)
+    assert [r[:4] for r in rows[1:]] == [
+        ["F1", '=HYPERLINK("x")', "+1", "-2"],
+        ["F2", "-2", "@x", ""],
+        ["F3", "\ttab", "\rcr", ""],
+    ]
+
+
+def test_neutralized_exports_prefix_only_text_cells_that_start_like_formulas(
+    bo, customer, tmp_path
+):
+    formula_fixture(bo, customer)
+    out = tmp_path / "safe.csv"
+    e, outcome = export(bo, customer, "products", output=out, neutralize=True)
+    assert outcome.status == "succeeded" and e.neutralize_formulas is True and e.rows == 3
+    rows = cells(out)
+    assert rows[0][:4] == ["sku", "name", "category", "weight_kg"]
+    assert [r[:4] + r[7:9] for r in rows[1:]] == [
+        ["F1", '\'=HYPERLINK("x")', "'+1", "-2", "1.5", "EUR"],
+        ["F2", "'-2", "'@x", "", "2", "EUR"],
+        ["F3", "'\ttab", "'\rcr", "", "3", "EUR"],
+    ]
+
+
+def test_the_cli_and_the_api_neutralize_formulas_on_request(app, env, bo, customer, tmp_path):
+    formula_fixture(bo, customer)
+    out = tmp_path / "cli.csv"
+    done = backoffice(
+        env,
+        "export",
+        "products",
+        "--customer",
+        customer.code,
+        "--output",
+        str(out),
+        "--neutralize-formulas",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["export"]["neutralize_formulas"] is True
+    assert cells(out)[1][1] == '\'=HYPERLINK("x")'
+
+    client = app.test_client()
+    operator = create_user(bo.session_factory, "operator")
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    body = {"dataset": "products", "customer_id": customer.id, "neutralize_formulas": True}
+    created = client.post("/api/exports", headers=headers, json=body)
+    assert created.status_code == 202 and created.json["export"]["neutralize_formulas"] is True
+    run_now(bo, created.json["job"]["id"])
+    download = client.get(f"/api/exports/{created.json['export']['id']}/download")
+    assert download.status_code == 200
+    assert list(csv.reader(io.StringIO(download.data.decode())))[1][1] == '\'=HYPERLINK("x")'
+    body["neutralize_formulas"] = "yes"
+    refused = client.post("/api/exports", headers=headers, json=body)
+    assert refused.status_code == 422 and "neutralize_formulas" in refused.json["error"]["message"]
+
+
+def queued_export(bo, customer) -> tuple[int, int, Path]:
+    """An API-style export (generated name under EXPORT_DIR): (export id, job id, its path)."""
+    with session_scope(bo.session_factory) as session:
+        e = exports.create(
+            session, bo.references, dataset="products", customer_id=customer.id, created_by=None
+        )
+        return e.id, e.job_id, exports.export_dir(bo.settings, bo.instance_path) / e.file_name
+
+
+def test_a_job_row_pointing_outside_the_folders_fails_and_touches_nothing(bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    export_id, export_job, _ = queued_export(bo, customer)
+    import_id, import_job = queue_import(bo, customer, b"a\n1\n")
+    with bo.engines.data.begin() as conn:  # their own jobs are not run: the planted ones are
+        conn.execute(
+            text("UPDATE workspace.jobs SET status = 'cancelled' WHERE id IN (:e, :i)"),
+            {"e": export_job, "i": import_job},
+        )
+    folder = exports.export_dir(bo.settings, bo.instance_path)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("sku\nsecret\n")
+    planted = [
+        ("export", {"export_id": export_id, "output": str(tmp_path / "written.csv")}),
+        ("export", {"export_id": export_id, "output": f"{folder}/../escaped.csv"}),
+        ("import", {"import_id": import_id, "local_path": str(secret)}),
+    ]
+    for kind, params in planted:
+        with bo.engines.data.begin() as conn:
+            job_id = conn.execute(
+                text(
+                    "INSERT INTO workspace.jobs (kind, params, customer_id) "
+                    "VALUES (:kind, CAST(:params AS jsonb), :c) RETURNING id"
+                ),
+                {"kind": kind, "params": json.dumps(params), "c": customer.id},
+            ).scalar()
+        outcome = run_now(bo, job_id)  # as a worker runs it: nobody vouches for the path
+        assert outcome.status == "failed", (kind, outcome)
+        assert "outside the folders jobs may use" in outcome.error, outcome.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.csv"]
+    assert not (folder.parent / "escaped.csv").exists()
+    with bo.session_factory() as session:
+        assert exports.get(session, export_id).rows is None
+    with bo.engines.data.connect() as conn:
+        staged_tables = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE tablename LIKE :t"),
+            {"t": f"import_{import_id}%"},
+        ).scalar()
+    assert staged_tables == 0, "nothing of the secret file was read into the database"
+
+
+def test_a_symbolic_link_planted_at_the_export_s_name_is_not_followed(bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    _, job_id, final = queued_export(bo, customer)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.symlink_to(victim)
+    outcome = run_now(bo, job_id)
+    assert outcome.status == "failed" and "symbolic link" in outcome.error
+    _, job_id, final = queued_export(bo, customer)
+    part = final.with_name(f".{final.name}.part-{job_id}-1")
+    part.symlink_to(victim)
+    outcome = run_now(bo, job_id)
+    assert outcome.status == "failed" and "already exists" in outcome.error
+    assert victim.read_text() == "keep me" and part.is_symlink() and not final.exists()
+
+
+def test_export_files_and_their_folder_are_private_from_the_start(app, bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    _, job_id, final = queued_export(bo, customer)
+    assert run_now(bo, job_id).status == "succeeded"
+    assert stat.S_IMODE(final.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(final.stat().st_mode) == 0o600
+    out = tmp_path / "cli.csv.gz"
+    _, outcome = export(bo, customer, "products", output=out, fmt="csv.gz")
+    assert outcome.status == "succeeded" and stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert gzip.decompress(out.read_bytes()).startswith(b"sku,name,")
+
+
+def test_a_download_whose_stored_name_leaves_the_folder_is_refused(app, bo, customer, tmp_path):
+    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    export_id, job_id, final = queued_export(bo, customer)
+    assert run_now(bo, job_id).status == "succeeded"
+    (final.parent.parent / "outside.csv").write_text("secret")
+    with bo.engines.data.begin() as conn:
+        conn.execute(
+            text("UPDATE workspace.exports SET file_name = '../outside.csv' WHERE id = :id"),
+            {"id": export_id},
+        )
+    client = app.test_client()
+    viewer = create_user(bo.session_factory, "viewer")
+    login(client, viewer.email)
+    response = client.get(f"/api/exports/{export_id}/download")
+    assert response.status_code == 404 and response.json["error"]["code"] == "file_missing"
+
+
+def test_viewers_do_not_see_a_job_s_parameters(app, bo, customer, tmp_path):
+    out = tmp_path / "p.csv"
+    e, _ = export(bo, customer, "products", output=out)
+    for role, sees in (("viewer", False), ("operator", True)):
+        client = app.test_client()
+        login(client, create_user(bo.session_factory, role).email)
+        shown = [
+            client.get(f"/api/jobs/{e.job_id}").json["job"],
+            next(j for j in client.get("/api/jobs").json["jobs"] if j["id"] == e.job_id),
+            client.get(f"/api/exports/{e.id}").json["job"],
+        ]
+        for job in shown:
+            assert ("params" in job) is sees, (role, job)
+            assert job["status"] == "succeeded"
+        if sees:
+            assert shown[0]["params"]["output"] == str(out)
+
+
+def audit_rows(bo, action: str, target_id) -> list:
+    from app import audit
+
+    with bo.session_factory() as session:
+        return [r for r in audit.entries(session, action=action) if r.target_id == str(target_id)]
+
+
+def test_imports_transforms_exports_and_downloads_are_audited_over_http(app, bo, customer):
+    client = app.test_client()
+    operator = create_user(bo.session_factory, "operator")
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    uploaded = client.post(
+        "/api/imports",
+        headers=headers,
+        data={"customer_id": str(customer.id), "file": (io.BytesIO(PRODUCTS.encode()), "p.csv")},
+        content_type="multipart/form-data",
+    ).json
+    run_now(bo, uploaded["job"]["id"])
+    import_id = uploaded["import"]["id"]
+    body = {"import_id": import_id, "dataset": "products"}
+    cast = client.post("/api/transforms", headers=headers, json=body).json
+    run_now(bo, cast["job"]["id"])
+    body = {"dataset": "products", "customer_id": customer.id}
+    made = client.post("/api/exports", headers=headers, json=body).json
+    run_now(bo, made["job"]["id"])
+    export_id = made["export"]["id"]
+    assert client.get(f"/api/exports/{export_id}/download").status_code == 200
+    expected = [
+        ("import.create", import_id, {"job_id": uploaded["job"]["id"], "file_name": "p.csv"}),
+        ("transform.create", cast["transform"]["id"], {"import_id": import_id}),
+        ("export.create", export_id, {"job_id": made["job"]["id"], "dataset": "products"}),
+        ("export.download", export_id, {"dataset": "products"}),
+    ]
+    for action, target_id, details in expected:
+        (row,) = audit_rows(bo, action, target_id)
+        assert (row.actor_id, row.actor_email) == (operator.id, operator.email), action
+        assert row.details["customer_id"] == customer.id
+        assert details.items() <= row.details.items(), (action, row.details)
+
+
+def test_bulk_commands_are_audited_with_the_shell_user(env, bo, customer, tmp_path):
+    source = tmp_path / "p.csv"
+    source.write_text(PRODUCTS)
+    imported = backoffice(env, "import", str(source), "--customer", customer.code, "--json")
+    import_id = json.loads(imported.stdout)["import"]["id"]
+    cast = backoffice(env, "transform", str(import_id), "--dataset", "products", "--json")
+    transform_id = json.loads(cast.stdout)["transform"]["id"]
+    out = tmp_path / "out.csv"
+    written = backoffice(
+        env, "export", "products", "--customer", customer.code, "--output", str(out), "--json"
+    )
+    export_id = json.loads(written.stdout)["export"]["id"]
+    for action, target_id in [
+        ("import.create", import_id),
+        ("transform.create", transform_id),
+        ("export.create", export_id),
+    ]:
+        (row,) = audit_rows(bo, action, target_id)
+        assert row.actor_id is None and row.actor_email.startswith("cli:"), action
+        assert row.details["customer_id"] == customer.id
+    (row,) = audit_rows(bo, "export.create", export_id)
+    assert row.details["output"] == str(out)

@@ -306,3 +306,32 @@ def test_a_customer_with_imports_cannot_be_deleted(bo):
     assert info.value.code == "customer_has_data"
     assert "1 row(s) in workspace.imports" in info.value.message
     assert "1 row(s) in workspace.jobs" in info.value.message
+
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"S1," + b"x" * (17 * MiB) + b"\n",  # one long line
+        b'S1,"' + (b"y" * MiB + b"\n") * 17 + b'"\n',  # a quoted field over many lines
+    ],
+    ids=["one-line", "quoted-lines"],
+)
+def test_a_record_over_16_mib_is_refused_naming_the_line_it_starts_on(bo, customer, record):
+    content = b"sku,name\nS0,short\n\n" + record + b"S2,after\n"
+    batch, outcome, _rows = stage(bo, customer, content)
+    assert batch.status == "failed" and outcome.status == "failed"
+    assert batch.error["line"] == 4, batch.error
+    assert "longer than 16 MiB" in batch.error["message"]
+    assert staging_tables(bo, batch.id) == []
+
+
+def test_a_10_mib_record_still_loads_with_its_neighbours_lines(bo, customer):
+    value = b"v" * (10 * MiB)
+    content = b"sku,name\nS1," + value + b'\nS2,"two\nlines"\nS3,three\n'
+    batch, outcome, rows = stage(bo, customer, content)
+    assert outcome.status == "succeeded" and batch.rows_staged == 3
+    assert rows[0]["values"]["name"] == value.decode()
+    assert [(r["line"], r["values"]["sku"]) for r in rows] == [(2, "S1"), (3, "S2"), (5, "S3")]

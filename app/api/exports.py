@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, current_app, jsonify, send_file
 from flask_login import current_user
 
 from app.api.body import json_body
+from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.db.session import db_session
 from app.errors import APIError
@@ -19,7 +22,8 @@ bp = Blueprint("exports", __name__, url_prefix="/api/exports")
 @allow("operator")
 def create_export():
     body = json_body(
-        allowed={"dataset", "customer_id", "format"}, required={"dataset", "customer_id"}
+        allowed={"dataset", "customer_id", "format", "neutralize_formulas"},
+        required={"dataset", "customer_id"},
     )
     bo = current_app.extensions["backoffice"]
     db = db_session()
@@ -29,11 +33,23 @@ def create_export():
         dataset=body["dataset"],
         customer_id=body["customer_id"],
         format=body.get("format", "csv"),
+        neutralize_formulas=body.get("neutralize_formulas", False),
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )
     db.commit()
-    return jsonify(export=e.as_dict(), job=queue.get_job(db, e.job_id).as_dict()), 202
+    audit_bulk_action(
+        db,
+        "export.create",
+        "export",
+        e.id,
+        customer_id=e.customer_id,
+        job_id=e.job_id,
+        dataset=e.dataset,
+        format=e.format,
+        neutralize_formulas=e.neutralize_formulas,
+    )
+    return jsonify(export=e.as_dict(), job=job_json(queue.get_job(db, e.job_id))), 202
 
 
 @bp.get("/<int:export_id>")
@@ -41,7 +57,7 @@ def create_export():
 def get_export(export_id: int):
     db = db_session()
     e = exports.get(db, export_id)
-    job = queue.job_of(db, e.job_id)
+    job = job_of(db, e.job_id)
     return jsonify(export=e.as_dict(), job=job)
 
 
@@ -58,16 +74,19 @@ def download(export_id: int):
     customer = bo.references.lookup(db, "customer", e.customer_id)
     if not customer.exists:
         raise APIError(f"no export with id {export_id}", code="not_found", status=404)
-    path = exports.export_dir(bo.settings, bo.instance_path) / e.file_name
-    if not path.is_file():
-        raise APIError(
-            "the export's file is not on this host (EXPORT_DIR must be shared between hosts)",
-            code="file_missing",
-            status=404,
+    handle = exports.open_download(bo, e)
+    try:  # recorded before a byte is sent: a download the log does not show never happens
+        audit_bulk_action(
+            db, "export.download", "export", e.id, customer_id=e.customer_id, dataset=e.dataset
         )
-    return send_file(
-        path,
+    except BaseException:
+        handle.close()
+        raise
+    response = send_file(
+        handle,
         mimetype="application/gzip" if e.format == "csv.gz" else "text/csv",
         as_attachment=True,
         download_name=f"{e.dataset}-{customer.label}-{e.id}.{e.format}",
     )
+    response.content_length = os.fstat(handle.fileno()).st_size
+    return response

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from app.api.body import query_int
+from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.db.session import db_session
 from app.errors import APIError
@@ -55,8 +56,18 @@ def create_import():
         max_attempts=bo.settings.job_max_attempts,
     )
     db.commit()
+    audit_bulk_action(
+        db,
+        "import.create",
+        "import",
+        batch.id,
+        customer_id=batch.customer_id,
+        job_id=batch.job_id,
+        file_name=batch.file_name,
+        size_bytes=batch.size_bytes,
+    )
     job = queue.get_job(db, batch.job_id)
-    return jsonify(**{"import": batch.as_dict(), "job": job.as_dict()}), 202
+    return jsonify(**{"import": batch.as_dict(), "job": job_json(job)}), 202
 
 
 @bp.get("")
@@ -76,7 +87,7 @@ def list_imports():
 def get_import(import_id: int):
     db = db_session()
     batch = imports.get_import(db, import_id)
-    job = queue.job_of(db, batch.job_id)
+    job = job_of(db, batch.job_id)
     return jsonify(**{"import": batch.as_dict(), "job": job})
 
 

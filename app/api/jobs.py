@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify, request
+from flask_login import current_user
 
 from app.api.body import query_int
 from app.auth.access import allow
+from app.auth.login import client_ip
+from app.auth.services import RANK, Actor
 from app.db.session import db_session
 from app.jobs import queue
+from app.models.data.workspace import Job
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
+
+
+def job_json(job: Job | None) -> dict[str, Any] | None:
+    """A job as the caller may see it: its parameters (file paths on a host, mappings) are for
+    those who run jobs, operators and admins; viewers see the progress and outcome."""
+    if job is None:
+        return None
+    shown = job.as_dict()
+    if RANK[current_user.role] < RANK["operator"]:
+        del shown["params"]
+    return shown
+
+
+def audit_bulk_action(db, action: str, target_type: str, target_id: int, **details: Any) -> None:
+    """Who did which bulk action on which customer's data, in the audit log (primary engine).
+    Called once the data engine's work has committed, in a transaction of its own: none spans
+    the two engines (docs/ARCHITECTURE.md); a crash in between loses the row, never the data."""
+    Actor.of(current_user, client_ip()).audit(
+        db, action, target_type=target_type, target_id=target_id, **details
+    )
+    db.commit()
+
+
+def job_of(db, job_id: int | None) -> dict[str, Any] | None:
+    """The job behind an import, transform or export, as the caller may see it."""
+    return job_json(queue.get_job(db, job_id)) if job_id else None
 
 
 @bp.get("")
@@ -22,13 +54,13 @@ def list_jobs():
         customer_id=query_int("customer_id", 0) or None,
         limit=query_int("limit", 100, minimum=1, maximum=1000),
     )
-    return jsonify(jobs=[j.as_dict() for j in jobs])
+    return jsonify(jobs=[job_json(j) for j in jobs])
 
 
 @bp.get("/<int:job_id>")
 @allow("viewer")
 def get_job(job_id: int):
-    return jsonify(job=queue.get_job(db_session(), job_id).as_dict())
+    return jsonify(job=job_json(queue.get_job(db_session(), job_id)))
 
 
 @bp.post("/<int:job_id>/cancel")
@@ -37,4 +69,4 @@ def cancel_job(job_id: int):
     db = db_session()
     job = queue.request_cancel(db, queue.get_job(db, job_id))
     db.commit()
-    return jsonify(job=job.as_dict()), 202
+    return jsonify(job=job_json(job)), 202

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from flask_login import current_user
 
 from app.api.body import json_body
+from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.datasets import DATASETS
 from app.db.session import db_session
@@ -41,7 +42,17 @@ def create_transform():
         max_attempts=bo.settings.job_max_attempts,
     )
     db.commit()
-    return jsonify(transform=t.as_dict(), job=queue.get_job(db, t.job_id).as_dict()), 202
+    audit_bulk_action(
+        db,
+        "transform.create",
+        "transform",
+        t.id,
+        customer_id=t.customer_id,
+        job_id=t.job_id,
+        import_id=t.import_id,
+        dataset=t.dataset,
+    )
+    return jsonify(transform=t.as_dict(), job=job_json(queue.get_job(db, t.job_id))), 202
 
 
 @bp.get("/api/transforms/<int:transform_id>")
@@ -49,5 +60,5 @@ def create_transform():
 def get_transform(transform_id: int):
     db = db_session()
     t = transforms.get(db, transform_id)
-    job = queue.job_of(db, t.job_id)
+    job = job_of(db, t.job_id)
     return jsonify(transform=t.as_dict(), job=job)

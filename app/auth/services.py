@@ -259,7 +259,8 @@ def login(
     except APIError:
         email = email.strip()[:254]  # still counted and audited, never matches a user
     keys = throttle.keys_for(settings, email, client_ip)
-    wait = throttle.retry_after(session, keys)
+    # Counted before the password is checked, so parallel attempts cannot all get checked.
+    wait = throttle.reserve(session, keys, settings.login_lockout_seconds)
     if wait is not None:
         audit.record(
             session, "auth.login", outcome="throttled", actor_email=email, client_ip=client_ip
@@ -284,7 +285,7 @@ def login(
         )
         raise LoginRefused("wrong email or password")
 
-    throttle.clear(session, f"account:{email.lower()}")
+    throttle.record_success(session, keys)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_login_at = func.now()

@@ -9,20 +9,23 @@ back: exporting, importing and transforming again gives the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import secrets
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from psycopg import sql
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Text, select, text
 
 from app.datasets import DATASETS, Dataset
+from app.datasets.base import TYPES, Field
 from app.db.session import BackofficeSession
 from app.errors import APIError
-from app.jobs import queue
-from app.jobs.runner import JobContext, fence
+from app.jobs import paths, queue
+from app.jobs.runner import JobContext, JobFailed, fence
 from app.models.data.workspace import Export
 
 FORMATS = ("csv", "csv.gz")
@@ -32,11 +35,33 @@ def export_dir(settings, instance_path: str) -> Path:
     return Path(settings.export_dir or Path(instance_path) / "exports")
 
 
-def copy_statement(dataset: Dataset, customer_id: int) -> sql.Composable:
-    names = sql.SQL(", ").join(sql.Identifier(f.name) for f in dataset.fields)
-    key = sql.SQL(", ").join(sql.Identifier(k) for k in dataset.key)
+# What makes a spreadsheet read a text cell as a formula (tab and CR: what some programs strip
+# before reading one): OWASP's list for CSV injection.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _column(f: Field, neutralize: bool) -> sql.Composable:
+    """A text cell that starts like a formula gets a leading ', which spreadsheets show as text.
+    Done in the COPY's own SELECT, so the export stays one server-side stream."""
+    column = sql.Identifier("t", f.name)
+    if not neutralize or TYPES[f.type] is not Text:
+        return column  # numbers, dates and booleans hold no formula: exact as they are
     return sql.SQL(
-        "COPY (SELECT {names} FROM {table} WHERE customer_id = {cid} ORDER BY {key}) "
+        "CASE WHEN left({c}, 1) IN ({starts}) THEN {quote} || {c} ELSE {c} END AS {n}"
+    ).format(
+        c=column,
+        starts=sql.SQL(", ").join(sql.Literal(c) for c in FORMULA_STARTS),
+        quote=sql.Literal("'"),
+        n=sql.Identifier(f.name),
+    )
+
+
+def copy_statement(dataset: Dataset, customer_id: int, neutralize: bool = False) -> sql.Composable:
+    names = sql.SQL(", ").join(_column(f, neutralize) for f in dataset.fields)
+    # Qualified: a bare name in ORDER BY would sort by the (neutralized) output column.
+    key = sql.SQL(", ").join(sql.Identifier("t", k) for k in dataset.key)
+    return sql.SQL(
+        "COPY (SELECT {names} FROM {table} AS t WHERE t.customer_id = {cid} ORDER BY {key}) "
         "TO STDOUT (FORMAT csv, HEADER)"
     ).format(
         names=names,
@@ -55,6 +80,7 @@ def create(
     format: object = "csv",
     created_by: int | None,
     output: str | None = None,
+    neutralize_formulas: object = False,
     max_attempts: int = 3,
 ) -> Export:
     if not isinstance(dataset, str) or dataset not in DATASETS:
@@ -65,8 +91,18 @@ def create(
         )
     if format not in FORMATS:
         raise APIError("format must be csv or csv.gz", code="invalid_field", status=422)
+    if not isinstance(neutralize_formulas, bool):
+        raise APIError(
+            "neutralize_formulas must be true or false", code="invalid_field", status=422
+        )
     references.customer(session, customer_id)
-    export = Export(dataset=dataset, customer_id=customer_id, created_by=created_by, format=format)
+    export = Export(
+        dataset=dataset,
+        customer_id=customer_id,
+        created_by=created_by,
+        format=format,
+        neutralize_formulas=neutralize_formulas,
+    )
     session.add(export)
     session.flush()
     if output is None:
@@ -91,31 +127,78 @@ def get(session: BackofficeSession, export_id: int) -> Export:
     return session.get_or_404(Export, export_id, "export")
 
 
-def _open_output(path: Path, format: str):
+def open_download(bo, e: Export) -> BinaryIO:
+    """The export's file for a download: its stored name is a data-engine value, so it must
+    lead inside EXPORT_DIR, and a symbolic link there is not followed."""
+    folder = export_dir(bo.settings, bo.instance_path)
+    try:
+        path = paths.checked(str(folder / (e.file_name or "")), [folder], (), what="export file")
+        handle = os.fdopen(paths.open_for_reading(path), "rb")
+    except JobFailed:
+        raise APIError(
+            "the export's file is not on this host (EXPORT_DIR must be shared between hosts)",
+            code="file_missing",
+            status=404,
+        ) from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise APIError("the export's file is not a file", code="file_missing", status=404)
+    return handle
+
+
+def _open_output(fd: int, format: str) -> BinaryIO:
+    handle = os.fdopen(fd, "wb")
     if format == "csv.gz":
-        return gzip.open(path, "wb", compresslevel=6)
-    return open(path, "wb")
+        # Closing the gzip stream does not close the file it writes to: close both.
+        return _Closing(
+            gzip.GzipFile(filename="", mode="wb", fileobj=handle, compresslevel=6), handle
+        )
+    return handle
+
+
+class _Closing(contextlib.AbstractContextManager):
+    def __init__(self, stream, *others) -> None:
+        self.stream, self.others = stream, others
+
+    def write(self, data: bytes) -> int:
+        return self.stream.write(data)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.stream.close()
+        finally:
+            for other in self.others:
+                other.close()
+
+
+def target(ctx: JobContext, e) -> Path:
+    """Where this export goes: the CLI's --output, or EXPORT_DIR / the generated name. Both come
+    from data-engine rows, so both are checked (app/jobs/paths.py)."""
+    bo = ctx.backoffice
+    folder = export_dir(bo.settings, bo.instance_path)
+    paths.make_folder(folder)
+    output = ctx.params.get("output") or str(folder / (e.file_name or ""))
+    return paths.checked(output, [folder], ctx.vouched, what="export file")
 
 
 class ExportJob:
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        bo = ctx.backoffice
         with ctx.data_transaction() as conn:
             e = conn.execute(
                 select(Export.__table__).where(Export.id == ctx.params["export_id"])
             ).one()
-            final = Path(
-                ctx.params.get("output") or export_dir(bo.settings, bo.instance_path) / e.file_name
-            )
+            final = target(ctx, e)
             if e.status == "succeeded" and final.exists():  # published before a crash
                 result = {"export_id": e.id, "rows": e.rows, "size_bytes": e.size_bytes}
                 ctx.publish(conn, result)
                 return result
             conn.execute(text("SET LOCAL timezone = 'UTC'"))
-            final.parent.mkdir(parents=True, exist_ok=True)
-            part = final.with_name(f".{final.name}.part-{ctx.claim.attempt}")
+            paths.make_folder(final.parent)
+            paths.refuse_link(final)
+            part = final.with_name(f".{final.name}.part-{ctx.claim.job_id}-{ctx.claim.attempt}")
+            fd = paths.create_private(part)  # before the try: a name in the way is not ours
             try:
-                rows = self._write(ctx, conn, e, part)
+                rows = self._write(ctx, conn, e, fd)
                 fence(conn, ctx.claim)
                 os.replace(part, final)
             finally:
@@ -132,12 +215,14 @@ class ExportJob:
             ctx.publish(conn, result)
         return result
 
-    def _write(self, ctx: JobContext, conn: Connection, e, part: Path) -> int:
+    def _write(self, ctx: JobContext, conn: Connection, e, fd: int) -> int:
         cursor = conn.connection.dbapi_connection.cursor()
         written = 0
         with (
-            _open_output(part, e.format) as out,
-            cursor.copy(copy_statement(DATASETS[e.dataset], e.customer_id)) as copy,
+            _open_output(fd, e.format) as out,
+            cursor.copy(
+                copy_statement(DATASETS[e.dataset], e.customer_id, e.neutralize_formulas)
+            ) as copy,
         ):
             for data in copy:
                 out.write(data)

@@ -61,6 +61,9 @@ PG_ENCODINGS = {
 }
 MAX_COLUMNS = 1500  # PostgreSQL allows 1600 per table; two are ours
 MAX_HEADER_BYTES = 1 << 20
+# The longest record (all its lines): the reader holds one record at a time, so this bounds its
+# memory, and a file with no line ends (or an unclosed quote) fails early instead of late.
+MAX_RECORD_BYTES = 16 << 20
 
 
 class CsvError(Exception):
@@ -201,6 +204,8 @@ class RecordStream:
     def __init__(self, stream: BinaryIO, header: Header, delimiter: str) -> None:
         self.stream = stream
         self.digest = hashlib.sha256(header.raw)  # of the whole file, as it streams by
+        self._pending_line = 0  # where the open record (`pending`) starts, and its size
+        self._pending_bytes = 0
         self.crlf = header.crlf
         self.sep = delimiter.encode()
         self.records = 0
@@ -221,7 +226,10 @@ class RecordStream:
             self._anchors.append((record, line))
 
     def __iter__(self) -> Iterator[bytes]:
-        tail = b""
+        # The line being read, as the chunks it came in: joined once when its end arrives, so a
+        # long line costs its length, not its length squared.
+        tail: list[bytes] = []
+        tail_size = 0
         pending: list[bytes] | None = None  # lines of a record whose quote is still open
         while True:
             chunk = self.stream.read(CHUNK)
@@ -229,29 +237,34 @@ class RecordStream:
                 break
             self.bytes_read += len(chunk)
             self.digest.update(chunk)
-            if b"\x00" in chunk:
-                before = tail + chunk[: chunk.index(b"\x00")]
+            if b"\x00" in chunk:  # the tail holds no newline: count the chunk's
                 raise CsvError(
                     "NUL byte: this does not look like a text file",
-                    line=self.lines + before.count(b"\n") + 1,
+                    line=self.lines + chunk.count(b"\n", 0, chunk.index(b"\x00")) + 1,
                 )
-            data = tail + chunk
-            cut = data.rfind(b"\n")
+            cut = chunk.rfind(b"\n")
             if cut < 0:
-                tail = data
+                tail.append(chunk)
+                tail_size += len(chunk)
+                self._check_size(pending, tail_size)
                 continue
-            body, tail = data[:cut], data[cut + 1 :]
+            self._check_size(pending, tail_size + chunk.index(b"\n"))  # the line ending here
+            body = b"".join([*tail, chunk[:cut]]) if tail else chunk[:cut]
+            rest = chunk[cut + 1 :]
+            tail, tail_size = ([rest] if rest else []), len(rest)
             parts = body.split(b"\n")
             if pending is None and (b'"' not in body or not _has_odd_quotes(parts)):
                 out = self._one_line_records(parts)
             else:
                 out, pending = self._records(parts, pending)
+                self._check_size(pending, tail_size)
             if out:
                 yield out
-        if tail.strip(b"\r") or pending is not None:
-            if self.crlf and tail and not tail.endswith(b"\r"):
-                tail += b"\r"  # one line ending throughout, as COPY requires
-            out, pending = self._records([tail] if tail else [], pending)
+        last = b"".join(tail)
+        if last.strip(b"\r") or pending is not None:
+            if self.crlf and last and not last.endswith(b"\r"):
+                last += b"\r"  # one line ending throughout, as COPY requires
+            out, pending = self._records([last] if last else [], pending)
             if pending is not None:
                 raise CsvError(
                     "unterminated quoted field: the quote opened here never closes",
@@ -259,6 +272,17 @@ class RecordStream:
                 )
             if out:
                 yield out
+
+    def _check_size(self, pending: list[bytes] | None, line_bytes: int) -> None:
+        """Refuse a record past MAX_RECORD_BYTES (its open lines, plus `line_bytes` of the line
+        being read), naming the line it starts on, before holding more of it."""
+        size = line_bytes + (self._pending_bytes + 1 if pending is not None else 0)
+        if size > MAX_RECORD_BYTES:
+            raise CsvError(
+                f"a record longer than {MAX_RECORD_BYTES // 2**20} MiB starts on this line "
+                "(an unclosed quote, or not a CSV file?)",
+                line=self._pending_line if pending is not None else self.lines + 1,
+            )
 
     def _one_line_records(self, parts: list[bytes]) -> bytes:
         """Lines that are each one record (the common case): prefix them in bulk."""
@@ -292,13 +316,14 @@ class RecordStream:
                 if p in BLANK:
                     continue
                 if p.count(b'"') & 1:  # a quoted field runs on to the next line
-                    pending, self._pending_line = [p], self.lines
+                    pending, self._pending_line, self._pending_bytes = [p], self.lines, len(p)
                     continue
                 self.records += 1
                 self._place(self.records, self.lines)
                 out.append(b"%d%b%d%b%b" % (self.records, sep, self.lines, sep, p))
                 continue
             pending.append(p)
+            self._pending_bytes += len(p) + 1
             if p.count(b'"') & 1:  # ... and closes on this one
                 self.records += 1
                 self._place(self.records, self._pending_line)

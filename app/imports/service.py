@@ -33,7 +33,7 @@ from app.imports.csv_stream import (
     pg_encoding,
     read_header,
 )
-from app.jobs import queue
+from app.jobs import paths, queue
 from app.jobs.runner import JobContext, JobFailed, fence
 from app.models.data.workspace import ImportBatch, ImportFile
 
@@ -95,7 +95,7 @@ def receive(
     batch.size_bytes, batch.sha256 = size, digest
     params: dict[str, Any] = {"import_id": batch.id}
     if local_path is not None:
-        params["local_path"] = os.path.abspath(local_path)
+        params["local_path"] = os.path.realpath(local_path)
     job = queue.enqueue(
         session,
         "import",
@@ -173,13 +173,12 @@ class ImportJob:
 
     @contextlib.contextmanager
     def _source(self, ctx: JobContext, batch) -> Iterator[io.BufferedReader]:
-        path = ctx.params.get("local_path")
-        if path:
-            try:
-                handle = open(path, "rb")  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise JobFailed(f"cannot read {path} on this host: {exc.strerror}") from None
-            with handle:
+        value = ctx.params.get("local_path")
+        if value:
+            # Only the command that typed the path reads it: uploads are in the database, so
+            # no folder is open to a path taken from the jobs table.
+            path = paths.checked(value, [], ctx.vouched, what="import file")
+            with os.fdopen(paths.open_for_reading(path), "rb") as handle:
                 yield handle
             return
         raw = ctx.backoffice.engines.data.raw_connection()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -18,6 +19,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from app.auth.cli import cli_actor
 from app.customers.services import find_by_code
 from app.db.session import session_scope
 from app.errors import APIError
@@ -40,6 +42,14 @@ def _customer(session, code: str):
     if customer is None:
         raise click.ClickException(f"no customer with code {code}")
     return customer
+
+
+def _audit(action: str, target_type: str, target_id: int, **details) -> None:
+    """Who started which bulk action for which customer (the operating-system user, for a
+    shell), in the audit log on the primary engine: in a transaction of its own, once the data
+    engine's work has committed (no transaction spans the two engines)."""
+    with _scope() as session:
+        cli_actor().audit(session, action, target_type=target_type, target_id=target_id, **details)
 
 
 def _refuse(exc: APIError):
@@ -101,11 +111,15 @@ def _finish(job_id: int, as_json: bool, describe) -> None:
         sys.exit(1)
 
 
-def _run_or_queue(job_id: int, run_async: bool, as_json: bool, label: str, describe) -> None:
+def _run_or_queue(
+    job_id: int, run_async: bool, as_json: bool, label: str, describe, files: tuple = ()
+) -> None:
+    """`files`: the paths typed on this command line, which the job may use wherever they are
+    because it runs here; a worker would accept them only inside the job folders."""
     if not run_async:
         bar = ProgressBar(label)
         try:
-            run_now(_bo(), job_id, on_progress=bar)
+            run_now(_bo(), job_id, on_progress=bar, files=files)
         finally:
             bar.close()
     _finish(job_id, as_json, describe)
@@ -154,7 +168,7 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
                     created_by=None,
                     file_name=file,
                     stream=None,
-                    local_path=file,
+                    local_path=os.path.realpath(file),
                     size_limit=0,
                     encoding=encoding,
                     delimiter=delimiter,
@@ -163,7 +177,17 @@ def import_command(file, customer_code, encoding, delimiter, run_async, as_json)
             import_id, job_id = batch.id, batch.job_id
     except APIError as exc:
         _refuse(exc)
-    _run_or_queue(job_id, run_async, as_json, "staging", _describe_import(import_id))
+    _audit(
+        "import.create",
+        "import",
+        import_id,
+        customer_id=customer.id,
+        job_id=job_id,
+        file_name=batch.file_name,
+        size_bytes=batch.size_bytes,
+    )
+    files = () if run_async else (os.path.realpath(file),)
+    _run_or_queue(job_id, run_async, as_json, "staging", _describe_import(import_id), files)
 
 
 def _describe_transform(transform_id: int):
@@ -219,6 +243,15 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
             transform_id, job_id = t.id, t.job_id
     except APIError as exc:
         _refuse(exc)
+    _audit(
+        "transform.create",
+        "transform",
+        transform_id,
+        customer_id=t.customer_id,
+        job_id=job_id,
+        import_id=import_id,
+        dataset=dataset,
+    )
     _run_or_queue(job_id, run_async, as_json, "transforming", _describe_transform(transform_id))
 
 
@@ -229,17 +262,32 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
     "--output",
     required=True,
     type=click.Path(dir_okay=False, writable=True),
-    help="Where to write (with --async: a path on the worker's host).",
+    help="Where to write (with --async: inside EXPORT_DIR on the worker's host).",
 )
 @click.option("--gzip", "gzipped", is_flag=True, help="Write gzipped CSV.")
+@click.option(
+    "--neutralize-formulas",
+    is_flag=True,
+    help="Prefix text cells starting with = + - @ tab or CR with ' (for spreadsheets).",
+)
 @click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @with_appcontext
-def export_command(dataset, customer_code, output, gzipped, run_async, as_json) -> None:
+def export_command(
+    dataset, customer_code, output, gzipped, neutralize_formulas, run_async, as_json
+) -> None:
     """Write a dataset's rows for a customer as CSV, in key order, with a header row."""
     from app.exports import service as exports
 
     bo = _bo()
+    output = os.path.abspath(output)
+    folder = exports.export_dir(bo.settings, bo.instance_path)
+    if run_async and not _inside(output, folder):
+        raise click.BadParameter(
+            f"with --async a worker writes the file, and workers write only inside EXPORT_DIR "
+            f"({folder}); give a path there, or leave out --async",
+            param_hint="--output",
+        )
     try:
         with _scope() as session:
             customer = _customer(session, customer_code)
@@ -251,16 +299,33 @@ def export_command(dataset, customer_code, output, gzipped, run_async, as_json) 
                 format="csv.gz" if gzipped else "csv",
                 created_by=None,
                 output=output,
+                neutralize_formulas=neutralize_formulas,
                 max_attempts=bo.settings.job_max_attempts,
             )
             export_id, job_id = e.id, e.job_id
     except APIError as exc:
         _refuse(exc)
+    _audit(
+        "export.create",
+        "export",
+        export_id,
+        customer_id=customer.id,
+        job_id=job_id,
+        dataset=dataset,
+        format=e.format,
+        neutralize_formulas=neutralize_formulas,
+        output=output,
+    )
 
     def describe(session, job):
         return {"export": exports.get(session, export_id).as_dict(), "job": job.as_dict()}
 
-    _run_or_queue(job_id, run_async, as_json, "exporting", describe)
+    _run_or_queue(job_id, run_async, as_json, "exporting", describe, (output,))
+
+
+def _inside(path: str, folder) -> bool:
+    parent, root = os.path.realpath(os.path.dirname(path)), os.path.realpath(folder)
+    return parent == root or parent.startswith(root + os.sep)
 
 
 @click.command("worker")

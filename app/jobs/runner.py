@@ -59,6 +59,9 @@ class JobContext:
     backoffice: Any  # app.Backoffice
     lease_seconds: float
     on_progress: Callable[[Progress], None] | None = None
+    # Absolute paths the person running this process gave for this job (the CLI's synchronous
+    # mode): accepted outside the job folders. Never read from the job row (app/jobs/paths.py).
+    vouched: frozenset[str] = frozenset()
     progress: Progress = field(default_factory=Progress)
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
@@ -225,11 +228,12 @@ def run_claim(
     lease_seconds: float,
     heartbeat_seconds: float,
     on_progress: Callable[[Progress], None] | None = None,
+    vouched: frozenset[str] = frozenset(),
 ) -> Outcome:
     from app.jobs.kinds import KIND_HANDLERS
 
     handler = KIND_HANDLERS[claim.kind]
-    ctx = JobContext(claim, backoffice, lease_seconds, on_progress)
+    ctx = JobContext(claim, backoffice, lease_seconds, on_progress, vouched)
     heartbeat = Heartbeat(ctx, heartbeat_seconds)
     heartbeat.start()
     try:

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from app.jobs import queue
 from app.jobs.runner import Outcome, Progress, run_claim
@@ -33,6 +33,7 @@ def run_one(
     backoffice,
     claim: queue.Claim,
     on_progress: Callable[[Progress], None] | None = None,
+    vouched: frozenset[str] = frozenset(),
 ) -> Outcome:
     s = backoffice.settings
     return run_claim(
@@ -41,15 +42,21 @@ def run_one(
         lease_seconds=s.job_lease_seconds,
         heartbeat_seconds=s.job_heartbeat_seconds,
         on_progress=on_progress,
+        vouched=vouched,
     )
 
 
-def run_now(backoffice, job_id: int, on_progress=None) -> Outcome | None:
-    """Claim one queued job by id and run it in this process (the CLI's synchronous mode)."""
+def run_now(
+    backoffice, job_id: int, on_progress=None, *, files: Iterable[str] = ()
+) -> Outcome | None:
+    """Claim one queued job by id and run it in this process (the CLI's synchronous mode).
+    `files`: paths the caller was given by a person, which the job may use wherever they are
+    (a worker accepts only paths inside the job folders)."""
     claim = queue.claim(
         backoffice.engines.data, worker_id(), backoffice.settings.job_lease_seconds, job_id=job_id
     )
-    return None if claim is None else run_one(backoffice, claim, on_progress)
+    vouched = frozenset(os.path.abspath(f) for f in files)
+    return None if claim is None else run_one(backoffice, claim, on_progress, vouched)
 
 
 class Backoff:

@@ -241,6 +241,9 @@ class Export(DataBase):
     created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
     job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
     format: Mapped[str] = mapped_column(Text)
+    # Text cells that a spreadsheet would run as a formula get a leading ' (opt-in: the plain
+    # export must read back exactly).
+    neutralize_formulas: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
     file_name: Mapped[str | None] = mapped_column(Text)  # generated; never the user's
     rows: Mapped[int | None] = mapped_column(BigInteger)
@@ -257,6 +260,7 @@ class Export(DataBase):
             "created_by": self.created_by,
             "job_id": self.job_id,
             "format": self.format,
+            "neutralize_formulas": self.neutralize_formulas,
             "status": self.status,
             "rows": self.rows,
             "size_bytes": self.size_bytes,
