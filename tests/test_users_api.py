@@ -1,10 +1,15 @@
 """/api/users and /api/audit: admin-only user management, every change audited."""
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import select, text
 
+from app import create_app
+from app.db.session import session_scope
 from app.models.primary.config import AuditEntry, User
-from tests.conftest import PASSWORD, login
+from tests.conftest import PASSWORD, create_user, login
 
 
 def last_audit(db) -> AuditEntry:
@@ -188,3 +193,80 @@ def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, d
         conn.execute(text("UPDATE config.audit_log SET action = 'forged'"))
     with pytest.raises(Exception, match="append-only"), conn.begin_nested():
         conn.execute(text("DELETE FROM config.audit_log"))
+
+
+# -- the last active admin, under concurrency -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def committed_app(committed_env):
+    application = create_app(committed_env)
+    yield application
+    application.extensions["backoffice"].close()
+
+
+def waiting_backends(engine, count: int) -> None:
+    """Wait until `count` backends of this database wait on a lock."""
+    deadline = time.monotonic() + 10
+    # Autocommit: a transaction would see pg_stat_activity as it was at its first look.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            if waiting >= count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"only {waiting} of {count} requests wait on a lock")
+
+
+MUTUAL = {
+    "demote": lambda other: ("PATCH", f"/api/users/{other.id}", {"role": "viewer"}),
+    "disable": lambda other: ("PATCH", f"/api/users/{other.id}", {"is_active": False}),
+    "delete": lambda other: ("DELETE", f"/api/users/{other.id}", None),
+}
+
+
+@pytest.mark.parametrize("change", list(MUTUAL))
+def test_two_admins_removing_each_other_at_once_leave_one_admin(committed_app, change):
+    factory = committed_app.extensions["backoffice"].session_factory
+    with session_scope(factory) as session:  # these two are the only active admins
+        session.connection_for("primary").execute(
+            text("UPDATE config.users SET is_active = false WHERE role = 'admin'")
+        )
+    first, second = create_user(factory, "admin"), create_user(factory, "admin")
+    clients = {first.id: committed_app.test_client(), second.id: committed_app.test_client()}
+    csrf = {user.id: login(clients[user.id], user.email) for user in (first, second)}
+    replies: dict[int, object] = {}
+
+    def remove(actor, other) -> None:
+        method, path, body = MUTUAL[change](other)
+        replies[actor.id] = clients[actor.id].open(
+            path, method=method, json=body, headers={"X-CSRF-Token": csrf[actor.id]}
+        )
+
+    # Both requests are held at their audit row, after any check they make, until both are in.
+    engine = committed_app.extensions["backoffice"].engines.primary
+    with engine.connect() as holder:
+        holder.execute(text("LOCK TABLE config.audit_log IN SHARE MODE"))
+        threads = [
+            threading.Thread(target=remove, args=(first, second)),
+            threading.Thread(target=remove, args=(second, first)),
+        ]
+        for thread in threads:
+            thread.start()
+        waiting_backends(engine, 2)
+        holder.commit()
+    for thread in threads:
+        thread.join(30)
+
+    statuses = sorted(reply.status_code for reply in replies.values())
+    assert statuses in ([200, 409], [204, 409]), [r.json for r in replies.values()]
+    refused = next(r for r in replies.values() if r.status_code == 409)
+    assert refused.json["error"]["code"] == "last_admin"
+    with session_scope(factory) as session:
+        admins = session.scalars(select(User.id).where(User.role == "admin", User.is_active)).all()
+    assert len(admins) == 1 and admins[0] in clients

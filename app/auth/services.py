@@ -156,6 +156,8 @@ def update_user(
         raise APIError(
             "admins cannot demote or disable themselves", code="forbidden_self_change", status=409
         )
+    if changes.get("role", "admin") != "admin" or changes.get("is_active") is False:
+        keep_an_active_admin(session, actor, user, "demote" if "role" in changes else "disable")
     for name, value in changes.items():
         setattr(user, name, value)
     user.updated_at = func.now()
@@ -176,10 +178,34 @@ def update_user(
 def delete_user(session: BackofficeSession, actor: Actor, user: User) -> None:
     if user.id == actor.user_id:
         raise APIError("admins cannot delete themselves", code="forbidden_self_change", status=409)
+    keep_an_active_admin(session, actor, user, "delete")
     notify(session, "user", user.id)  # sessions and tokens go with the row (ON DELETE CASCADE)
     actor.audit(session, "user.delete", target_type="user", target_id=user.id, email=user.email)
     session.delete(user)
     session.flush()
+
+
+def keep_an_active_admin(session: BackofficeSession, actor: Actor, user: User, change: str) -> None:
+    """Refuse to demote, disable or delete the last active admin.
+
+    The active admins' rows are locked (in id order, so two callers cannot deadlock) before
+    they are counted: of two admins removing each other at once, the second waits for the
+    first to commit, counts again, and is refused. A shell command is not held to this: it
+    is the way back in when no admin is left (`users create --role admin`)."""
+    if actor.user_id is None:
+        return
+    admins = session.scalars(
+        select(User.id)
+        .where(User.role == "admin", User.is_active)
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+    if user.id in admins and len(admins) == 1:
+        raise APIError(
+            f"cannot {change} the last active admin; make another admin first",
+            code="last_admin",
+            status=409,
+        )
 
 
 def set_password(
