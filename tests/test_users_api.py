@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, text
 
 from app import create_app
+from app.auth import services
 from app.db.session import session_scope
 from app.models.primary.config import AuditEntry, User
 from tests.conftest import PASSWORD, create_user, login
@@ -162,7 +163,10 @@ def test_admin_ends_a_users_sessions(client, as_admin, make_user, app):
     assert sorted(
         [phone.get("/api/auth/me").status_code, laptop.get("/api/auth/me").status_code]
     ) == [200, 401]
-    assert client.delete(f"/api/users/{user.id}/sessions", headers=headers).json == {"ended": 1}
+    assert client.delete(f"/api/users/{user.id}/sessions", headers=headers).json == {
+        "ended": 1,
+        "revoked_tokens": 0,
+    }
     assert {phone.get("/api/auth/me").status_code, laptop.get("/api/auth/me").status_code} == {401}
 
 
@@ -193,6 +197,86 @@ def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, d
         conn.execute(text("UPDATE config.audit_log SET action = 'forged'"))
     with pytest.raises(Exception, match="append-only"), conn.begin_nested():
         conn.execute(text("DELETE FROM config.audit_log"))
+
+
+def make_token(db, user, name="cron") -> tuple[int, dict[str, str]]:
+    """A committed API token of the user: its id, and the header that sends it."""
+    token, raw = services.create_api_token(db, services.Actor(None, "tests"), user, name=name)
+    db.commit()
+    return token.id, {"Authorization": f"Bearer {raw}"}
+
+
+CUTS = {
+    "reset password": lambda user: ("POST", f"/api/users/{user.id}/reset-password", None),
+    "disable": lambda user: ("PATCH", f"/api/users/{user.id}", {"is_active": False}),
+    "end sessions": lambda user: ("DELETE", f"/api/users/{user.id}/sessions", None),
+    "delete": lambda user: ("DELETE", f"/api/users/{user.id}", None),
+}
+
+
+@pytest.mark.parametrize("cut", list(CUTS))
+def test_cutting_a_user_off_revokes_their_api_tokens(client, as_admin, make_user, db, cut):
+    _admin, headers = as_admin
+    user = make_user("operator")
+    _token_id, bearer = make_token(db, user)
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
+    method, path, body = CUTS[cut](user)
+    response = client.open(path, method=method, json=body, headers=headers)
+    assert response.status_code in (200, 204), response.json
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    if cut == "delete":
+        return
+    listed = client.get(f"/api/users/{user.id}/tokens").json["tokens"]
+    assert listed[0]["revoked_at"] is not None
+    entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "token.revoke_all")).all()
+    assert [e.target_id for e in entries] == [str(user.id)]
+    assert entries[0].details["count"] == 1
+    if cut == "disable":  # enabling again does not bring the tokens back
+        client.patch(f"/api/users/{user.id}", headers=headers, json={"is_active": True})
+        assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    if cut == "end sessions":
+        assert response.json == {"ended": 0, "revoked_tokens": 1}
+
+
+def test_admin_lists_and_revokes_a_users_tokens(client, as_admin, make_user, db):
+    admin, headers = as_admin
+    user, stranger = make_user("operator"), make_user("viewer")
+    token_id, bearer = make_token(db, user)
+    stranger_token, stranger_bearer = make_token(db, stranger)
+    listed = client.get(f"/api/users/{user.id}/tokens").json["tokens"]
+    assert [(t["id"], t["name"], t["revoked_at"]) for t in listed] == [(token_id, "cron", None)]
+    assert "secret" not in listed[0] and "token_hash" not in listed[0]
+    assert client.get("/api/users/999999999/tokens").status_code == 404
+
+    wrong = client.delete(f"/api/users/{user.id}/tokens/{stranger_token}", headers=headers)
+    assert wrong.status_code == 404 and wrong.json["error"]["code"] == "not_found"
+    assert client.get("/api/auth/me", headers=stranger_bearer).status_code == 200
+    revoked = client.delete(f"/api/users/{user.id}/tokens/{token_id}", headers=headers)
+    assert revoked.status_code == 204
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    entry = last_audit(db)
+    assert (entry.action, entry.actor_id, entry.target_id) == (
+        "token.revoke",
+        admin.id,
+        str(token_id),
+    )
+    assert entry.details["owner_id"] == user.id
+
+
+def test_an_admin_token_cannot_end_sessions_or_revoke_tokens(client, as_admin, make_user, db):
+    admin, _headers = as_admin
+    user = make_user("viewer")
+    token_id, _bearer = make_token(db, user)
+    _admin_token, admin_bearer = make_token(db, admin)
+    for method, path in [
+        ("DELETE", f"/api/users/{user.id}/sessions"),
+        ("DELETE", f"/api/users/{user.id}/sessions/1"),
+        ("DELETE", f"/api/users/{user.id}/tokens/{token_id}"),
+    ]:
+        response = client.open(path, method=method, headers=admin_bearer)
+        assert response.status_code == 403, path
+        assert response.json["error"]["code"] == "session_required", path
+    assert client.get(f"/api/users/{user.id}/tokens", headers=admin_bearer).status_code == 200
 
 
 # -- the last active admin, under concurrency -------------------------------------------------
