@@ -232,6 +232,29 @@ def test_changing_my_password_revokes_my_api_tokens(client, make_user, db):
     assert ("token.revoke_all", "ok") in audit_actions(db)
 
 
+def test_answers_with_secrets_are_not_stored_by_caches(client, make_user, as_admin, app):
+    _admin, headers = as_admin
+    user = make_user("viewer")
+    logged_in = app.test_client().post(
+        "/api/auth/login", json={"email": user.email, "password": PASSWORD}
+    )
+    assert logged_in.status_code == 200 and logged_in.headers["Cache-Control"] == "no-store"
+    assert client.get("/api/auth/me").headers["Cache-Control"] == "no-store"
+    assert create_token(client, headers["X-CSRF-Token"]).headers["Cache-Control"] == "no-store"
+    reset = client.post(f"/api/users/{user.id}/reset-password", headers=headers)
+    assert "temporary_password" in reset.json
+    assert reset.headers["Cache-Control"] == "no-store"
+    created = client.post(
+        "/api/users",
+        headers=headers,
+        json={"email": "fresh@example.com", "display_name": "Fresh", "role": "viewer"},
+    )
+    assert "temporary_password" in created.json
+    assert created.headers["Cache-Control"] == "no-store"
+    failed = client.post("/api/auth/login", json={"email": user.email, "password": "x"})
+    assert failed.status_code == 401 and failed.headers["Cache-Control"] == "no-store"
+
+
 def test_failed_logins_lock_the_account_with_retry_after(client, make_user, db):
     user = make_user("viewer")
     for _ in range(5):

@@ -17,6 +17,14 @@ from app.models.primary.config import UserSession
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
 
+@bp.after_request
+def no_store(response: Response) -> Response:
+    """Answers here carry CSRF tokens, token secrets and account details: no cache (a browser's,
+    a proxy's) may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _settings():
     return current_app.extensions["backoffice"].settings
 

@@ -7,6 +7,7 @@ import secrets
 from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 
+from app.api.auth import no_store
 from app.api.body import json_body
 from app.auth import services
 from app.auth.access import allow
@@ -16,6 +17,7 @@ from app.errors import APIError
 from app.models.primary.config import UserSession
 
 bp = Blueprint("users", __name__, url_prefix="/api/users")
+bp.after_request(no_store)  # temporary passwords, and accounts: never kept by a cache
 
 
 def _actor() -> services.Actor:
