@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from app.auth import passwords
 from app.auth.tokens import SESSION_COOKIE
-from app.models.primary.config import AuditEntry, User, UserSession
+from app.models.primary.config import ApiToken, AuditEntry, User, UserSession
 from tests.conftest import PASSWORD, login
 
 
@@ -107,32 +107,152 @@ def test_unsafe_requests_by_cookie_need_the_csrf_header(client, make_user):
     assert cookie_value(client) is None
 
 
+def create_token(client, csrf, password=PASSWORD, **fields):
+    body = {"name": "cron", "current_password": password, **fields}
+    return client.post("/api/auth/tokens", json=body, headers={"X-CSRF-Token": csrf})
+
+
 def test_api_tokens_need_no_csrf_are_capped_by_role_and_revocable(client, make_user):
     user = make_user("operator")
     csrf = login(client, user.email)
-    too_much = client.post(
-        "/api/auth/tokens", json={"name": "cron", "role": "admin"}, headers={"X-CSRF-Token": csrf}
-    )
+    too_much = create_token(client, csrf, role="admin")
     assert too_much.status_code == 422
-    created = client.post(
-        "/api/auth/tokens", json={"name": "cron", "role": "viewer"}, headers={"X-CSRF-Token": csrf}
-    )
+    created = create_token(client, csrf, role="viewer")
     assert created.status_code == 201
     secret, token_id = created.json["secret"], created.json["token"]["id"]
     assert secret.startswith("bo_") and "secret" not in created.json["token"]
+    assert client.get("/api/auth/tokens").json["tokens"][0]["id"] == token_id
 
     bearer = {"Authorization": f"Bearer {secret}"}
     client.delete_cookie(SESSION_COOKIE)
     me = client.get("/api/auth/me", headers=bearer).json
     assert me["auth"] == "token" and me["user"]["role"] == "viewer" and "csrf_token" not in me
     # No CSRF header needed with a bearer token; the viewer role of the token still applies.
-    assert client.delete("/api/auth/sessions", headers=bearer).status_code == 200
+    assert client.get("/api/auth/sessions", headers=bearer).status_code == 200
     assert client.get("/api/users", headers=bearer).status_code == 403
 
-    assert client.delete(f"/api/auth/tokens/{token_id}", headers=bearer).status_code == 204
+    csrf = login(client, user.email)
+    revoked = client.delete(f"/api/auth/tokens/{token_id}", headers={"X-CSRF-Token": csrf})
+    assert revoked.status_code == 204
     assert client.get("/api/auth/me", headers=bearer).status_code == 401
     assert client.get("/api/auth/me", headers={"Authorization": "Bearer junk"}).status_code == 401
     assert client.get("/api/auth/me", headers={"Authorization": "Basic x"}).status_code == 401
+
+
+def test_a_limited_token_of_an_admin_cannot_mint_tokens_or_end_sessions(client, make_user, db, app):
+    admin = make_user("admin")
+    csrf = login(client, admin.email)
+    viewer_token = create_token(client, csrf, role="viewer", expires_in_days=1).json
+    other = app.test_client()
+    login(other, admin.email)
+    bearer = {"Authorization": f"Bearer {viewer_token['secret']}"}
+    client.delete_cookie(SESSION_COOKIE)
+
+    attempts = [
+        ("POST", "/api/auth/tokens", {"name": "x", "current_password": PASSWORD}),
+        ("POST", "/api/auth/tokens", {"name": "x", "role": "admin", "current_password": PASSWORD}),
+        ("DELETE", f"/api/auth/tokens/{viewer_token['token']['id']}", None),
+        ("DELETE", "/api/auth/sessions", None),
+        ("DELETE", "/api/auth/sessions/1", None),
+    ]
+    for method, path, body in attempts:
+        response = client.open(path, method=method, json=body, headers=bearer)
+        assert response.status_code == 403, (method, path)
+        assert response.json["error"]["code"] == "session_required", (method, path)
+    tokens = db.scalars(select(ApiToken.role).where(ApiToken.user_id == admin.id)).all()
+    assert tokens == ["viewer"], "nothing was minted"
+    assert other.get("/api/auth/me").status_code == 200, "no session was ended"
+    assert ("access.refused", "refused") in audit_actions(db)
+
+
+def test_creating_a_token_asks_for_the_password_again(client, make_user, db):
+    user = make_user("viewer")
+    csrf = login(client, user.email)
+    missing = client.post("/api/auth/tokens", json={"name": "cron"}, headers={"X-CSRF-Token": csrf})
+    assert missing.status_code == 422 and missing.json["error"]["code"] == "missing_field"
+    assert "current_password" in missing.json["error"]["message"]
+    wrong = create_token(client, csrf, password="not my password at all")
+    assert wrong.status_code == 403 and wrong.json["error"]["code"] == "invalid_credentials"
+    assert ("token.create", "refused") in audit_actions(db)
+    assert db.scalar(select(func.count()).select_from(ApiToken)) == 0
+    assert create_token(client, csrf).status_code == 201
+
+
+def test_a_token_never_outranks_or_outlives_the_credential_that_makes_it(make_user, db):
+    from app.auth import services
+    from app.auth.session_cache import Principal
+    from app.errors import APIError
+
+    admin = make_user("admin")
+    limit = datetime.now(UTC) + timedelta(days=1)
+    caller = Principal(
+        user_id=admin.id,
+        email=admin.email,
+        display_name="Admin",
+        role="viewer",
+        must_change_password=False,
+        expires_at=limit,
+        token_id=1,
+    )
+    actor = services.Actor.of(caller, None)
+    token, _raw = services.create_api_token(db, actor, admin, name="derived", caller=caller)
+    assert token.role == "viewer" and token.expires_at == limit
+    for fields in ({"role": "admin"}, {"role": "operator"}, {"expires_in_days": 2}):
+        with pytest.raises(APIError) as refused:
+            services.create_api_token(db, actor, admin, name="more", caller=caller, **fields)
+        assert refused.value.status == 422, fields
+
+
+def test_a_token_of_a_user_who_must_change_the_password_is_refused(client, make_user, db):
+    user = make_user("operator")
+    csrf = login(client, user.email)
+    bearer = {"Authorization": f"Bearer {create_token(client, csrf).json['secret']}"}
+    client.delete_cookie(SESSION_COOKIE)
+    user.must_change_password = True
+    db.commit()
+    blocked = client.get("/api/auth/sessions", headers=bearer)
+    assert blocked.status_code == 403
+    assert blocked.json["error"]["code"] == "password_change_required"
+    assert client.get("/api/auth/me", headers=bearer).json["user"]["must_change_password"]
+
+
+def test_changing_my_password_revokes_my_api_tokens(client, make_user, db):
+    user = make_user("operator")
+    csrf = login(client, user.email)
+    bearer = {"Authorization": f"Bearer {create_token(client, csrf).json['secret']}"}
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
+    changed = client.post(
+        "/api/auth/password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": PASSWORD, "new_password": "a brand new password"},
+    )
+    assert changed.status_code == 200
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    assert client.get("/api/auth/tokens").json["tokens"][0]["revoked_at"] is not None
+    assert ("token.revoke_all", "ok") in audit_actions(db)
+
+
+def test_answers_with_secrets_are_not_stored_by_caches(client, make_user, as_admin, app):
+    _admin, headers = as_admin
+    user = make_user("viewer")
+    logged_in = app.test_client().post(
+        "/api/auth/login", json={"email": user.email, "password": PASSWORD}
+    )
+    assert logged_in.status_code == 200 and logged_in.headers["Cache-Control"] == "no-store"
+    assert client.get("/api/auth/me").headers["Cache-Control"] == "no-store"
+    assert create_token(client, headers["X-CSRF-Token"]).headers["Cache-Control"] == "no-store"
+    reset = client.post(f"/api/users/{user.id}/reset-password", headers=headers)
+    assert "temporary_password" in reset.json
+    assert reset.headers["Cache-Control"] == "no-store"
+    created = client.post(
+        "/api/users",
+        headers=headers,
+        json={"email": "fresh@example.com", "display_name": "Fresh", "role": "viewer"},
+    )
+    assert "temporary_password" in created.json
+    assert created.headers["Cache-Control"] == "no-store"
+    failed = client.post("/api/auth/login", json={"email": user.email, "password": "x"})
+    assert failed.status_code == 401 and failed.headers["Cache-Control"] == "no-store"
 
 
 def test_failed_logins_lock_the_account_with_retry_after(client, make_user, db):

@@ -114,7 +114,12 @@ def test_a_role_change_reaches_every_worker(factory, workers, admin, kill_listen
     bearer = {"Authorization": "Bearer "}
     headers = login(workers[0], victim.email, PASSWORD)
     # A token of the same user: the role change must reach cached tokens too.
-    token = workers[0].request("POST", "/api/auth/tokens", body={"name": "cron"}, headers=headers)
+    token = workers[0].request(
+        "POST",
+        "/api/auth/tokens",
+        body={"name": "cron", "current_password": PASSWORD},
+        headers=headers,
+    )
     bearer["Authorization"] += token.body["secret"]
     warm(workers, bearer)
     if kill_listeners_first:
@@ -130,6 +135,32 @@ def test_a_role_change_reaches_every_worker(factory, workers, admin, kill_listen
     for conn in workers:
         assert conn.request("GET", "/api/auth/me", headers=bearer).body["user"]["role"] == "viewer"
     assert workers[0].request("GET", "/api/auth/me", headers=headers).status == 401
+
+
+@pytest.mark.parametrize("kill_listeners_first", [False, True], ids=["listening", "killed"])
+def test_a_password_reset_ends_the_users_api_token_in_every_worker(
+    factory, workers, admin, kill_listeners_first
+):
+    victim = create_user(factory, "operator")
+    headers = login(workers[0], victim.email, PASSWORD)
+    token = workers[0].request(
+        "POST",
+        "/api/auth/tokens",
+        body={"name": "cron", "current_password": PASSWORD},
+        headers=headers,
+    )
+    bearer = {"Authorization": f"Bearer {token.body['secret']}"}
+    warm(workers, bearer)
+    if kill_listeners_first:
+        assert kill_listeners(factory) >= WORKERS
+    reply = workers[-1].request(
+        "POST", f"/api/users/{victim.id}/reset-password", body={}, headers=admin
+    )
+    assert reply.status == 200
+    elapsed = seconds_until_every_worker(workers, bearer, lambda r: r.status == 200)
+    assert elapsed < 1.0
+    for conn in workers:
+        assert conn.request("GET", "/api/auth/me", headers=bearer).status == 401
 
 
 def test_throttling_holds_across_workers(factory, workers):

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import select
 
 from app.db import migrations
+from app.models.primary.config import AuditEntry, User
 from tests.harness import BACKOFFICE, backoffice, environment
 
 HEADS = {role: migrations.script_directory(role).get_current_head() for role in ("primary", "data")}
@@ -133,10 +135,93 @@ def test_users_commands_manage_the_first_admin_and_others(env):
     missing = run(env, "users", "disable", "nobody@example.com")
     assert missing.returncode == 1 and "no user with email nobody@example.com" in missing.stderr
     ended = run(env, "users", "end-sessions", "--all")
-    assert ended.returncode == 0 and ended.stdout == "ended 0 session(s)\n"
+    assert ended.returncode == 0
+    assert ended.stdout == "ended 0 session(s) and revoked 0 API token(s)\n"
     assert run(env, "users", "end-sessions").returncode == 2, "EMAIL or --all"
     assert run(env, "users", "delete", "boss@example.com", "--yes").returncode == 0
     assert json.loads(run(env, "users", "list", "--json").stdout) == []
+
+
+@pytest.fixture
+def app_on(env):
+    """The app on the command's databases, migrated: to make users and tokens, and call it."""
+    from app import create_app
+
+    application = create_app(env)
+    migrations.upgrade(application.extensions["backoffice"].engines)
+    yield application
+    application.extensions["backoffice"].close()
+
+
+def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
+    from app.auth import services
+    from app.db.session import session_scope
+    from tests.conftest import create_user
+
+    factory = app_on.extensions["backoffice"].session_factory
+    user = create_user(factory, "operator", email="ops@example.com")
+    create_user(factory, "viewer", email="other@example.com")
+
+    def token(name: str) -> tuple[int, dict[str, str]]:
+        with session_scope(factory) as session:
+            row, raw = services.create_api_token(
+                session,
+                services.Actor(None, "tests"),
+                session.get(User, user.id),
+                name=name,
+            )
+            return row.id, {"Authorization": f"Bearer {raw}"}
+
+    def works(bearer) -> bool:
+        return app_on.test_client().get("/api/auth/me", headers=bearer).status_code == 200
+
+    def listed() -> dict[str, str | None]:
+        tokens = json.loads(run(env, "users", "tokens", "ops@example.com", "--json").stdout)
+        return {t["name"]: t["revoked_at"] for t in tokens}
+
+    nightly, nightly_bearer = token("nightly")
+    _weekly, weekly_bearer = token("weekly")
+    text = run(env, "users", "tokens", "ops@example.com")
+    assert text.returncode == 0 and "nightly" in text.stdout and "active" in text.stdout
+    assert listed() == {"nightly": None, "weekly": None}
+
+    stranger = run(env, "users", "revoke-token", "other@example.com", str(nightly))
+    assert stranger.returncode == 1
+    assert f"other@example.com has no API token {nightly}" in stranger.stderr
+    assert works(nightly_bearer)
+    revoked = run(env, "users", "revoke-token", "ops@example.com", str(nightly))
+    assert revoked.returncode == 0, revoked.stderr
+    assert not works(nightly_bearer) and works(weekly_bearer)
+
+    reset = run_with_input(
+        env,
+        "another long password\n",
+        "users",
+        "reset-password",
+        "ops@example.com",
+        "--password-stdin",
+    )
+    assert reset.returncode == 0 and "API tokens revoked" in reset.stdout
+    assert not works(weekly_bearer)
+    assert all(listed().values())
+
+    for cut in (
+        ("users", "end-sessions", "ops@example.com"),
+        ("users", "end-sessions", "--all"),
+        ("users", "disable", "ops@example.com"),
+    ):
+        _id, bearer = token(" ".join(cut))
+        assert works(bearer)
+        assert run(env, *cut).returncode == 0, cut
+        assert not works(bearer), cut
+        run(env, "users", "enable", "ops@example.com")
+    assert all(listed().values())
+
+    with session_scope(factory) as session:
+        actions = session.scalars(
+            select(AuditEntry.action).where(AuditEntry.actor_email.like("cli:%"))
+        ).all()
+    assert {"token.revoke", "token.revoke_all"} <= set(actions)
 
 
 def test_customers_commands_create_and_list(env):

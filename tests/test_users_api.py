@@ -1,10 +1,16 @@
 """/api/users and /api/audit: admin-only user management, every change audited."""
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import select, text
 
+from app import create_app
+from app.auth import services
+from app.db.session import session_scope
 from app.models.primary.config import AuditEntry, User
-from tests.conftest import PASSWORD, login
+from tests.conftest import PASSWORD, create_user, login
 
 
 def last_audit(db) -> AuditEntry:
@@ -157,7 +163,10 @@ def test_admin_ends_a_users_sessions(client, as_admin, make_user, app):
     assert sorted(
         [phone.get("/api/auth/me").status_code, laptop.get("/api/auth/me").status_code]
     ) == [200, 401]
-    assert client.delete(f"/api/users/{user.id}/sessions", headers=headers).json == {"ended": 1}
+    assert client.delete(f"/api/users/{user.id}/sessions", headers=headers).json == {
+        "ended": 1,
+        "revoked_tokens": 0,
+    }
     assert {phone.get("/api/auth/me").status_code, laptop.get("/api/auth/me").status_code} == {401}
 
 
@@ -188,3 +197,160 @@ def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, d
         conn.execute(text("UPDATE config.audit_log SET action = 'forged'"))
     with pytest.raises(Exception, match="append-only"), conn.begin_nested():
         conn.execute(text("DELETE FROM config.audit_log"))
+
+
+def make_token(db, user, name="cron") -> tuple[int, dict[str, str]]:
+    """A committed API token of the user: its id, and the header that sends it."""
+    token, raw = services.create_api_token(db, services.Actor(None, "tests"), user, name=name)
+    db.commit()
+    return token.id, {"Authorization": f"Bearer {raw}"}
+
+
+CUTS = {
+    "reset password": lambda user: ("POST", f"/api/users/{user.id}/reset-password", None),
+    "disable": lambda user: ("PATCH", f"/api/users/{user.id}", {"is_active": False}),
+    "end sessions": lambda user: ("DELETE", f"/api/users/{user.id}/sessions", None),
+    "delete": lambda user: ("DELETE", f"/api/users/{user.id}", None),
+}
+
+
+@pytest.mark.parametrize("cut", list(CUTS))
+def test_cutting_a_user_off_revokes_their_api_tokens(client, as_admin, make_user, db, cut):
+    _admin, headers = as_admin
+    user = make_user("operator")
+    _token_id, bearer = make_token(db, user)
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
+    method, path, body = CUTS[cut](user)
+    response = client.open(path, method=method, json=body, headers=headers)
+    assert response.status_code in (200, 204), response.json
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    if cut == "delete":
+        return
+    listed = client.get(f"/api/users/{user.id}/tokens").json["tokens"]
+    assert listed[0]["revoked_at"] is not None
+    entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "token.revoke_all")).all()
+    assert [e.target_id for e in entries] == [str(user.id)]
+    assert entries[0].details["count"] == 1
+    if cut == "disable":  # enabling again does not bring the tokens back
+        client.patch(f"/api/users/{user.id}", headers=headers, json={"is_active": True})
+        assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    if cut == "end sessions":
+        assert response.json == {"ended": 0, "revoked_tokens": 1}
+
+
+def test_admin_lists_and_revokes_a_users_tokens(client, as_admin, make_user, db):
+    admin, headers = as_admin
+    user, stranger = make_user("operator"), make_user("viewer")
+    token_id, bearer = make_token(db, user)
+    stranger_token, stranger_bearer = make_token(db, stranger)
+    listed = client.get(f"/api/users/{user.id}/tokens").json["tokens"]
+    assert [(t["id"], t["name"], t["revoked_at"]) for t in listed] == [(token_id, "cron", None)]
+    assert "secret" not in listed[0] and "token_hash" not in listed[0]
+    assert client.get("/api/users/999999999/tokens").status_code == 404
+
+    wrong = client.delete(f"/api/users/{user.id}/tokens/{stranger_token}", headers=headers)
+    assert wrong.status_code == 404 and wrong.json["error"]["code"] == "not_found"
+    assert client.get("/api/auth/me", headers=stranger_bearer).status_code == 200
+    revoked = client.delete(f"/api/users/{user.id}/tokens/{token_id}", headers=headers)
+    assert revoked.status_code == 204
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    entry = last_audit(db)
+    assert (entry.action, entry.actor_id, entry.target_id) == (
+        "token.revoke",
+        admin.id,
+        str(token_id),
+    )
+    assert entry.details["owner_id"] == user.id
+
+
+def test_an_admin_token_cannot_end_sessions_or_revoke_tokens(client, as_admin, make_user, db):
+    admin, _headers = as_admin
+    user = make_user("viewer")
+    token_id, _bearer = make_token(db, user)
+    _admin_token, admin_bearer = make_token(db, admin)
+    for method, path in [
+        ("DELETE", f"/api/users/{user.id}/sessions"),
+        ("DELETE", f"/api/users/{user.id}/sessions/1"),
+        ("DELETE", f"/api/users/{user.id}/tokens/{token_id}"),
+    ]:
+        response = client.open(path, method=method, headers=admin_bearer)
+        assert response.status_code == 403, path
+        assert response.json["error"]["code"] == "session_required", path
+    assert client.get(f"/api/users/{user.id}/tokens", headers=admin_bearer).status_code == 200
+
+
+# -- the last active admin, under concurrency -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def committed_app(committed_env):
+    application = create_app(committed_env)
+    yield application
+    application.extensions["backoffice"].close()
+
+
+def waiting_backends(engine, count: int) -> None:
+    """Wait until `count` backends of this database wait on a lock."""
+    deadline = time.monotonic() + 10
+    # Autocommit: a transaction would see pg_stat_activity as it was at its first look.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            if waiting >= count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"only {waiting} of {count} requests wait on a lock")
+
+
+MUTUAL = {
+    "demote": lambda other: ("PATCH", f"/api/users/{other.id}", {"role": "viewer"}),
+    "disable": lambda other: ("PATCH", f"/api/users/{other.id}", {"is_active": False}),
+    "delete": lambda other: ("DELETE", f"/api/users/{other.id}", None),
+}
+
+
+@pytest.mark.parametrize("change", list(MUTUAL))
+def test_two_admins_removing_each_other_at_once_leave_one_admin(committed_app, change):
+    factory = committed_app.extensions["backoffice"].session_factory
+    with session_scope(factory) as session:  # these two are the only active admins
+        session.connection_for("primary").execute(
+            text("UPDATE config.users SET is_active = false WHERE role = 'admin'")
+        )
+    first, second = create_user(factory, "admin"), create_user(factory, "admin")
+    clients = {first.id: committed_app.test_client(), second.id: committed_app.test_client()}
+    csrf = {user.id: login(clients[user.id], user.email) for user in (first, second)}
+    replies: dict[int, object] = {}
+
+    def remove(actor, other) -> None:
+        method, path, body = MUTUAL[change](other)
+        replies[actor.id] = clients[actor.id].open(
+            path, method=method, json=body, headers={"X-CSRF-Token": csrf[actor.id]}
+        )
+
+    # Both requests are held at their audit row, after any check they make, until both are in.
+    engine = committed_app.extensions["backoffice"].engines.primary
+    with engine.connect() as holder:
+        holder.execute(text("LOCK TABLE config.audit_log IN SHARE MODE"))
+        threads = [
+            threading.Thread(target=remove, args=(first, second)),
+            threading.Thread(target=remove, args=(second, first)),
+        ]
+        for thread in threads:
+            thread.start()
+        waiting_backends(engine, 2)
+        holder.commit()
+    for thread in threads:
+        thread.join(30)
+
+    statuses = sorted(reply.status_code for reply in replies.values())
+    assert statuses in ([200, 409], [204, 409]), [r.json for r in replies.values()]
+    refused = next(r for r in replies.values() if r.status_code == 409)
+    assert refused.json["error"]["code"] == "last_admin"
+    with session_scope(factory) as session:
+        admins = session.scalars(select(User.id).where(User.role == "admin", User.is_active)).all()
+    assert len(admins) == 1 and admins[0] in clients

@@ -12,9 +12,17 @@ from app.auth.login import client_ip, current_session_token
 from app.auth.tokens import SESSION_COOKIE, csrf_token_for, token_hash
 from app.db.session import db_session
 from app.errors import APIError
-from app.models.primary.config import ApiToken, UserSession
+from app.models.primary.config import UserSession
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    """Answers here carry CSRF tokens, token secrets and account details: no cache (a browser's,
+    a proxy's) may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _settings():
@@ -99,7 +107,7 @@ def my_sessions():
 
 
 @bp.delete("/sessions")
-@allow("viewer")
+@allow("viewer", session_only=True)
 def end_my_other_sessions():
     db = db_session()
     ended = services.end_sessions(
@@ -116,7 +124,7 @@ def end_my_other_sessions():
 
 
 @bp.delete("/sessions/<int:session_id>")
-@allow("viewer")
+@allow("viewer", session_only=True)
 def end_my_session(session_id: int):
     db = db_session()
     row = db.get(UserSession, session_id) if session_id < 2**63 else None
@@ -159,11 +167,24 @@ def my_tokens():
 
 
 @bp.post("/tokens")
-@allow("viewer")
+@allow("viewer", session_only=True)
 def create_token():
-    body = json_body(allowed={"name", "role", "expires_in_days"}, required={"name"})
+    """The password is asked again: a borrowed browser session alone cannot mint a credential
+    that outlives it."""
+    body = json_body(
+        allowed={"name", "role", "expires_in_days", "current_password"},
+        required={"name", "current_password"},
+    )
     db = db_session()
     user = services.get_user(db, current_user.user_id)
+    try:
+        services.confirm_password(
+            db, _actor(), user, string_field(body, "current_password"), action="token.create"
+        )
+    except APIError as exc:
+        if exc.code == "invalid_credentials":
+            db.commit()  # the refusal is audited
+        raise
     token, raw = services.create_api_token(
         db,
         _actor(),
@@ -171,17 +192,18 @@ def create_token():
         name=body["name"],
         role=body.get("role"),
         expires_in_days=body.get("expires_in_days"),
+        caller=current_user,
     )
     db.commit()
     return jsonify(token=token.as_dict(), secret=raw), 201
 
 
 @bp.delete("/tokens/<int:token_id>")
-@allow("viewer")
+@allow("viewer", session_only=True)
 def revoke_token(token_id: int):
     db = db_session()
-    token = db.get(ApiToken, token_id) if token_id < 2**63 else None
-    if token is None or token.user_id != current_user.user_id:
+    token = services.find_api_token(db, current_user.user_id, token_id)
+    if token is None:
         raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
     services.revoke_api_token(db, _actor(), token)
     db.commit()

@@ -7,6 +7,7 @@ import secrets
 from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 
+from app.api.auth import no_store
 from app.api.body import json_body
 from app.auth import services
 from app.auth.access import allow
@@ -16,6 +17,7 @@ from app.errors import APIError
 from app.models.primary.config import UserSession
 
 bp = Blueprint("users", __name__, url_prefix="/api/users")
+bp.after_request(no_store)  # temporary passwords, and accounts: never kept by a cache
 
 
 def _actor() -> services.Actor:
@@ -117,18 +119,22 @@ def user_sessions(user_id: int):
 
 
 @bp.delete("/<int:user_id>/sessions")
-@allow("admin")
+@allow("admin", session_only=True)
 def end_user_sessions(user_id: int):
+    """Like `backoffice users end-sessions E`: the user's API tokens are revoked too."""
     db = db_session()
     services.get_user(db, user_id)
-    ended = services.end_sessions(db, user_id=user_id, reason="ended by an admin")
-    _actor().audit(db, "session.end_all", target_type="user", target_id=user_id, count=len(ended))
+    actor = _actor()
+    ended, revoked = services.end_user_access(
+        db, actor, user_id=user_id, reason="ended by an admin"
+    )
+    actor.audit(db, "session.end_all", target_type="user", target_id=user_id, count=ended)
     db.commit()
-    return jsonify(ended=len(ended))
+    return jsonify(ended=ended, revoked_tokens=revoked)
 
 
 @bp.delete("/<int:user_id>/sessions/<int:session_id>")
-@allow("admin")
+@allow("admin", session_only=True)
 def end_user_session(user_id: int, session_id: int):
     db = db_session()
     row = db.get(UserSession, session_id) if session_id < 2**63 else None
@@ -138,6 +144,27 @@ def end_user_session(user_id: int, session_id: int):
         )
     services.end_sessions(db, session_id=session_id, reason="ended by an admin")
     _actor().audit(db, "session.end", target_type="session", target_id=session_id)
+    db.commit()
+    return Response(status=204)
+
+
+@bp.get("/<int:user_id>/tokens")
+@allow("admin")
+def user_tokens(user_id: int):
+    db = db_session()
+    services.get_user(db, user_id)
+    return jsonify(tokens=[t.as_dict() for t in services.list_api_tokens(db, user_id)])
+
+
+@bp.delete("/<int:user_id>/tokens/<int:token_id>")
+@allow("admin", session_only=True)
+def revoke_user_token(user_id: int, token_id: int):
+    db = db_session()
+    services.get_user(db, user_id)
+    token = services.find_api_token(db, user_id, token_id)
+    if token is None:
+        raise APIError(f"user {user_id} has no API token {token_id}", code="not_found", status=404)
+    services.revoke_api_token(db, _actor(), token)
     db.commit()
     return Response(status=204)
 

@@ -2,7 +2,9 @@
 
 Every view declares its rule with `@allow(...)`; a request to a view without one is refused
 (and `tests/test_access.py` walks the URL map so none ships). Rules: `PUBLIC`, or the lowest
-role that may use the route (`viewer` < `operator` < `admin`).
+role that may use the route (`viewer` < `operator` < `admin`). `session_only=True` marks what
+an API token may not do (make or revoke tokens, end sessions): a stolen or limited token must
+not be able to outlast its revocation or climb to its owner's full role.
 """
 
 from __future__ import annotations
@@ -30,16 +32,22 @@ View = TypeVar("View", bound=Callable)
 
 
 def allow(
-    rule: str, *, while_password_change_required: bool = False, upload: bool = False
+    rule: str,
+    *,
+    while_password_change_required: bool = False,
+    session_only: bool = False,
+    upload: bool = False,
 ) -> Callable[[View], View]:
-    """Declare who may use a view: PUBLIC, "viewer", "operator" or "admin". `upload`: a form
-    that carries a file, read up to MAX_UPLOAD_BYTES instead of the JSON limit."""
+    """Declare who may use a view: PUBLIC, "viewer", "operator" or "admin"; `session_only`:
+    through a logged-in session, not an API token; `upload`: a form that carries a file, read
+    up to MAX_UPLOAD_BYTES instead of the JSON limit."""
     if rule not in (PUBLIC, METRICS) and rule not in services.RANK:
         raise ValueError(f"unknown access rule {rule!r}")
 
     def mark(view: View) -> View:
         view.access_rule = rule  # type: ignore[attr-defined]
         view.allowed_during_password_change = while_password_change_required  # type: ignore
+        view.session_only = session_only  # type: ignore[attr-defined]
         view.accepts_upload = upload  # type: ignore[attr-defined]
         return view
 
@@ -92,16 +100,29 @@ def enforce() -> None:
             status=403,
         )
     if services.RANK[principal.role] < services.RANK[rule]:
-        db = db_session()
-        services.Actor.of(principal, request.remote_addr).audit(
-            db,
-            "access.refused",
-            outcome="refused",
-            target_type="route",
-            target_id=request.endpoint,
-            method=request.method,
-            needed=rule,
-            role=principal.role,
-        )
-        db.commit()
+        _refuse(principal, needed=rule)
         raise APIError(f"this needs the {rule} role", code="forbidden", status=403)
+    if getattr(view, "session_only", False) and principal.via != "session":
+        _refuse(principal, needed="session")
+        raise APIError(
+            "API tokens cannot make or revoke tokens or end sessions; log in instead",
+            code="session_required",
+            status=403,
+        )
+
+
+def _refuse(principal, *, needed: str) -> None:
+    """Audit a refused authorization (committed: the refusal is raised right after)."""
+    db = db_session()
+    services.Actor.of(principal, request.remote_addr).audit(
+        db,
+        "access.refused",
+        outcome="refused",
+        target_type="route",
+        target_id=request.endpoint,
+        method=request.method,
+        needed=needed,
+        role=principal.role,
+        via=principal.via,
+    )
+    db.commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from datetime import UTC, datetime
 
 import click
 from flask.cli import AppGroup
@@ -88,13 +89,15 @@ def _set_active(email: str, active: bool) -> None:
         services.update_user(session, cli_actor(), _find(session, email), is_active=active)
 
     _run(action)
-    click.echo(f"{email} {'enabled' if active else 'disabled; its sessions ended'}")
+    click.echo(
+        f"{email} {'enabled' if active else 'disabled; its sessions ended, API tokens revoked'}"
+    )
 
 
 @users_cli.command("disable")
 @click.argument("email")
 def disable(email: str) -> None:
-    """Disable a user and end every session of theirs, in every process."""
+    """Disable a user, end their sessions and revoke their API tokens, in every process."""
     _set_active(email, False)
 
 
@@ -114,7 +117,7 @@ def enable(email: str) -> None:
     help="Whether the user must change it at the next login.",
 )
 def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
-    """Set a new password and end every session of the user."""
+    """Set a new password, end the user's sessions and revoke their API tokens."""
     password = _read_password(password_stdin)
 
     def action(session):
@@ -128,7 +131,7 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
         )
 
     _run(action)
-    click.echo(f"password of {email} reset; its sessions ended")
+    click.echo(f"password of {email} reset; its sessions ended and API tokens revoked")
 
 
 @users_cli.command("delete")
@@ -145,22 +148,65 @@ def delete(email: str, yes: bool) -> None:
 @click.argument("email", required=False)
 @click.option("--all", "everyone", is_flag=True, help="End every session of every user.")
 def end_sessions(email: str | None, everyone: bool) -> None:
-    """End one user's sessions, or everyone's (--all), in every process at once."""
+    """End one user's sessions and revoke their API tokens, or everyone's (--all), in every
+    process at once."""
     if bool(email) == everyone:
         raise click.UsageError("give an EMAIL or --all")
     if everyone:
-        count = _run(
+        ended, revoked = _run(
             lambda s: services.end_every_session(s, cli_actor(), reason="ended by an admin")
         )
     else:
 
         def action(session):
-            user = _find(session, email)
-            ended = services.end_sessions(session, user_id=user.id, reason="ended by an admin")
-            cli_actor().audit(
-                session, "session.end_all", target_type="user", target_id=user.id, count=len(ended)
+            user, actor = _find(session, email), cli_actor()
+            counts = services.end_user_access(
+                session, actor, user_id=user.id, reason="ended by an admin"
             )
-            return len(ended)
+            actor.audit(
+                session, "session.end_all", target_type="user", target_id=user.id, count=counts[0]
+            )
+            return counts
 
-        count = _run(action)
-    click.echo(f"ended {count} session(s)")
+        ended, revoked = _run(action)
+    click.echo(f"ended {ended} session(s) and revoked {revoked} API token(s)")
+
+
+@users_cli.command("tokens")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print the tokens as one JSON array.")
+def tokens(email: str, as_json: bool) -> None:
+    """List a user's API tokens (never their secrets)."""
+    rows = _run(lambda s: services.list_api_tokens(s, _find(s, email).id))
+    if as_json:
+        click.echo(json.dumps([t.as_dict() for t in rows]))
+        return
+    for t in rows:
+        click.echo(
+            f"{t.id:>5}  {t.role:8}  {_token_state(t):8}  {t.name}"
+            f"  (expires {t.expires_at.isoformat() if t.expires_at else 'never'})"
+        )
+
+
+def _token_state(token) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= datetime.now(UTC):
+        return "expired"
+    return "active"
+
+
+@users_cli.command("revoke-token")
+@click.argument("email")
+@click.argument("token_id", type=int)
+def revoke_token(email: str, token_id: int) -> None:
+    """Revoke one of a user's API tokens, in every process at once."""
+
+    def action(session):
+        token = services.find_api_token(session, _find(session, email).id, token_id)
+        if token is None:
+            raise click.ClickException(f"{email} has no API token {token_id}")
+        services.revoke_api_token(session, cli_actor(), token)
+
+    _run(action)
+    click.echo(f"revoked API token {token_id} of {email}")

@@ -156,12 +156,15 @@ def update_user(
         raise APIError(
             "admins cannot demote or disable themselves", code="forbidden_self_change", status=409
         )
+    if changes.get("role", "admin") != "admin" or changes.get("is_active") is False:
+        keep_an_active_admin(session, actor, user, "demote" if "role" in changes else "disable")
     for name, value in changes.items():
         setattr(user, name, value)
     user.updated_at = func.now()
-    if "role" in changes or changes.get("is_active") is False:
-        reason = "role changed" if "role" in changes else "user disabled"
-        end_sessions(session, user_id=user.id, reason=reason)
+    if changes.get("is_active") is False:  # revoked, so enabling again brings no token back
+        end_user_access(session, actor, user_id=user.id, reason="user disabled")
+    elif "role" in changes:  # tokens stay, capped by the new role when they are next checked
+        end_sessions(session, user_id=user.id, reason="role changed")
     actor.audit(
         session,
         "user.update",
@@ -176,10 +179,34 @@ def update_user(
 def delete_user(session: BackofficeSession, actor: Actor, user: User) -> None:
     if user.id == actor.user_id:
         raise APIError("admins cannot delete themselves", code="forbidden_self_change", status=409)
+    keep_an_active_admin(session, actor, user, "delete")
     notify(session, "user", user.id)  # sessions and tokens go with the row (ON DELETE CASCADE)
     actor.audit(session, "user.delete", target_type="user", target_id=user.id, email=user.email)
     session.delete(user)
     session.flush()
+
+
+def keep_an_active_admin(session: BackofficeSession, actor: Actor, user: User, change: str) -> None:
+    """Refuse to demote, disable or delete the last active admin.
+
+    The active admins' rows are locked (in id order, so two callers cannot deadlock) before
+    they are counted: of two admins removing each other at once, the second waits for the
+    first to commit, counts again, and is refused. A shell command is not held to this: it
+    is the way back in when no admin is left (`users create --role admin`)."""
+    if actor.user_id is None:
+        return
+    admins = session.scalars(
+        select(User.id)
+        .where(User.role == "admin", User.is_active)
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+    if user.id in admins and len(admins) == 1:
+        raise APIError(
+            f"cannot {change} the last active admin; make another admin first",
+            code="last_admin",
+            status=409,
+        )
 
 
 def set_password(
@@ -192,31 +219,40 @@ def set_password(
     keep_session_id: int | None = None,
     action: str,
 ) -> None:
-    """New password; every session of the user ends, but `keep_session_id`."""
+    """New password; every session of the user ends, but `keep_session_id`, and every API
+    token is revoked (a token is as good as the password it was made with)."""
     passwords.check_policy(password, email=user.email)
     user.password_hash = passwords.hash_password(password)
     user.must_change_password = must_change
     user.password_changed_at = func.now()
     user.updated_at = func.now()
-    end_sessions(session, user_id=user.id, keep_session_id=keep_session_id, reason=action)
+    end_user_access(session, actor, user_id=user.id, keep_session_id=keep_session_id, reason=action)
     actor.audit(session, action, target_type="user", target_id=user.id)
     session.flush()
 
 
-def change_own_password(
-    session: BackofficeSession, actor: Actor, principal: Principal, current: str, new: str
+def confirm_password(
+    session: BackofficeSession, actor: Actor, user: User, password: str, *, action: str
 ) -> None:
-    user = get_user(session, principal.user_id)
-    if not passwords.verify_password(user.password_hash, current):
+    """The user proves again who they are; a wrong password is audited under `action`
+    (the caller commits that row before raising the refusal on)."""
+    if not passwords.verify_password(user.password_hash, password):
         actor.audit(
             session,
-            "user.password_change",
+            action,
             outcome="refused",
             target_type="user",
             target_id=user.id,
             reason="wrong current password",
         )
         raise APIError("the current password is wrong", code="invalid_credentials", status=403)
+
+
+def change_own_password(
+    session: BackofficeSession, actor: Actor, principal: Principal, current: str, new: str
+) -> None:
+    user = get_user(session, principal.user_id)
+    confirm_password(session, actor, user, current, action="user.password_change")
     if passwords.verify_password(user.password_hash, new):
         raise APIError(
             "the new password must differ from the current one", code="weak_password", status=422
@@ -335,17 +371,33 @@ def end_sessions(
     return ended
 
 
-def end_every_session(session: BackofficeSession, actor: Actor, *, reason: str) -> int:
-    """Everyone is logged out, in every process (after a suspected leak, say)."""
+def end_user_access(
+    session: BackofficeSession,
+    actor: Actor,
+    *,
+    user_id: int,
+    reason: str,
+    keep_session_id: int | None = None,
+) -> tuple[int, int]:
+    """End a user's sessions (but `keep_session_id`) and revoke their API tokens, in every
+    process; returns how many of each."""
+    ended = end_sessions(session, user_id=user_id, keep_session_id=keep_session_id, reason=reason)
+    return len(ended), revoke_api_tokens(session, actor, user_id=user_id, reason=reason)
+
+
+def end_every_session(session: BackofficeSession, actor: Actor, *, reason: str) -> tuple[int, int]:
+    """Everyone is logged out and every API token revoked, in every process (after a suspected
+    leak, say); returns how many of each."""
     ended = session.execute(
         update(UserSession)
         .where(UserSession.ended_at.is_(None))
         .values(ended_at=func.now(), ended_reason=reason),
         execution_options={"synchronize_session": False},
     ).rowcount
+    revoked = revoke_api_tokens(session, actor, user_id=None, reason=reason)
     notify(session, "all")
-    actor.audit(session, "session.end_everyone", count=ended, reason=reason)
-    return ended
+    actor.audit(session, "session.end_everyone", count=ended, tokens_revoked=revoked, reason=reason)
+    return ended, revoked
 
 
 def list_sessions(session: BackofficeSession, user_id: int) -> list[UserSession]:
@@ -408,27 +460,33 @@ def create_api_token(
     name: object,
     role: object = None,
     expires_in_days: object = None,
+    caller: Principal | None = None,
 ) -> tuple[ApiToken, str]:
+    """A new token for `user`. Its role is at most the owner's and the calling credential's
+    (`caller`; None for a shell command), and a token made by a token never outlives it:
+    the routes accept only sessions, so this holds even if a route forgets to."""
     if not isinstance(name, str) or not name.strip():
         raise APIError("name must be a non-empty string", code="invalid_field", status=422)
-    role = check_role(role if role is not None else user.role)
-    if RANK[role] > RANK[user.role]:
+    ceiling = user.role
+    if caller is not None and RANK[caller.role] < RANK[ceiling]:
+        ceiling = caller.role
+    role = check_role(role if role is not None else ceiling)
+    if RANK[role] > RANK[ceiling]:
         raise APIError(
-            "a token cannot have more rights than its owner", code="invalid_role", status=422
+            f"a token cannot have more rights than the credential that makes it ({ceiling})",
+            code="invalid_role",
+            status=422,
         )
-    expires_at = None
-    if expires_in_days is not None:
-        if (
-            not isinstance(expires_in_days, int)
-            or isinstance(expires_in_days, bool)
-            or not (1 <= expires_in_days <= 3650)
-        ):
+    expires_at = _token_expiry(expires_in_days)
+    limit = caller.expires_at if caller is not None and caller.via == "token" else None
+    if limit is not None:
+        if expires_at is not None and expires_at > limit:
             raise APIError(
-                "expires_in_days must be a whole number from 1 to 3650",
+                "a token cannot outlive the token that makes it",
                 code="invalid_field",
                 status=422,
             )
-        expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
+        expires_at = expires_at or limit
     raw = new_api_token()
     token = ApiToken(
         token_hash=token_hash(raw),
@@ -450,18 +508,72 @@ def create_api_token(
     return token, raw
 
 
+def _token_expiry(expires_in_days: object) -> datetime | None:
+    if expires_in_days is None:
+        return None
+    if (
+        not isinstance(expires_in_days, int)
+        or isinstance(expires_in_days, bool)
+        or not (1 <= expires_in_days <= 3650)
+    ):
+        raise APIError(
+            "expires_in_days must be a whole number from 1 to 3650",
+            code="invalid_field",
+            status=422,
+        )
+    return datetime.now(UTC) + timedelta(days=expires_in_days)
+
+
 def list_api_tokens(session: BackofficeSession, user_id: int) -> list[ApiToken]:
     return list(
         session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id))
     )
 
 
+def find_api_token(session: BackofficeSession, user_id: int, token_id: int) -> ApiToken | None:
+    """The user's token with that id; None for another user's (or no) token."""
+    token = session.get(ApiToken, token_id) if 0 < token_id < 2**63 else None
+    return token if token is not None and token.user_id == user_id else None
+
+
 def revoke_api_token(session: BackofficeSession, actor: Actor, token: ApiToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = func.now()
         notify(session, "token", token.id)
-        actor.audit(session, "token.revoke", target_type="api_token", target_id=token.id)
+        actor.audit(
+            session,
+            "token.revoke",
+            target_type="api_token",
+            target_id=token.id,
+            owner_id=token.user_id,
+        )
         session.flush()
+
+
+def revoke_api_tokens(
+    session: BackofficeSession, actor: Actor, *, user_id: int | None, reason: str
+) -> int:
+    """Revoke a user's live tokens (everyone's: None), in every process; returns how many."""
+    query = (
+        update(ApiToken)
+        .where(ApiToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(ApiToken.id)
+    )
+    if user_id is not None:
+        query = query.where(ApiToken.user_id == user_id)
+    revoked = len(session.scalars(query, execution_options={"synchronize_session": False}).all())
+    notify(session, "user" if user_id is not None else "all", user_id or 0)
+    if revoked:
+        actor.audit(
+            session,
+            "token.revoke_all",
+            target_type="user" if user_id is not None else None,
+            target_id=user_id,
+            count=revoked,
+            reason=reason,
+        )
+    return revoked
 
 
 def principal_for_api_token(session: BackofficeSession, raw: str) -> Principal | None:
@@ -474,7 +586,7 @@ def principal_for_api_token(session: BackofficeSession, raw: str) -> Principal |
                        CASE WHEN array_position(ARRAY['viewer','operator','admin'], t.role)
                                < array_position(ARRAY['viewer','operator','admin'], u.role)
                             THEN t.role ELSE u.role END,
-                       t.expires_at
+                       t.expires_at, u.must_change_password
                 FROM config.api_tokens t JOIN config.users u ON u.id = t.user_id
                 WHERE t.token_hash = :hash AND t.revoked_at IS NULL AND u.is_active
                   AND (t.expires_at IS NULL OR t.expires_at > now())
@@ -491,7 +603,7 @@ def principal_for_api_token(session: BackofficeSession, raw: str) -> Principal |
         email=row[2],
         display_name=row[3],
         role=row[4],
-        must_change_password=False,
+        must_change_password=row[6],  # refused like a session until the password is changed
         expires_at=row[5],
         token_id=row[0],
     )

@@ -30,7 +30,7 @@ from app.auth.access import PUBLIC, allow
 from app.auth.login import current_session_token
 from app.auth.tokens import csrf_token_for
 from app.db.session import db_session
-from app.errors import DatabaseUnavailable
+from app.errors import APIError, DatabaseUnavailable
 from app.models.data.workspace import Job
 
 bp = Blueprint("web", __name__, template_folder="templates")
@@ -75,6 +75,16 @@ def security_headers(response: Response) -> Response:
         # Pages show who is signed in and carry CSRF tokens: never kept by a shared cache.
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+@bp.before_request
+def sessions_only() -> None:
+    """Pages are for people in a browser: an API token (a script's credential) gets none, so
+    no page action can be driven without the session's CSRF token."""
+    if current_user.is_authenticated and current_user.via != "session":
+        raise APIError(
+            "pages need a signed-in session; scripts use /api", code="session_required", status=403
+        )
 
 
 @bp.get("/static/<path:filename>")
