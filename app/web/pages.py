@@ -17,6 +17,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -138,6 +139,24 @@ def job_rate(job: Job) -> float | None:
     end = job.finished_at or datetime.now(UTC)
     seconds = (end - job.started_at).total_seconds()
     return job.progress_done / seconds if seconds > 0 else None
+
+
+def secret_page(title: str, label: str, secret: str, advice: str, next_url: str) -> Response:
+    """A secret shown once (a temporary password, an API token): rendered as the POST's answer,
+    not redirected, so it is never stored in a flash cookie or a cache (`no-store`)."""
+    response = Response(
+        render_template(
+            "secret.html", title=title, label=label, secret=secret, advice=advice, next_url=next_url
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def refused_back(exc: APIError, target: str) -> Response:
+    """A button's action the service refused: say why on the page it came from."""
+    flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+    return redirect(target)
 
 
 def safe_next(target: str | None) -> str:
