@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 
 def register_web(app: Flask) -> None:
-    from app.web import account, auth, customers, dashboard, imports  # noqa: F401  (views)
+    from app.web import account, auth, customers, dashboard, exports, imports, jobs  # noqa: F401
     from app.web.pages import (
         ENDED,
         bp,
