@@ -19,7 +19,9 @@ def register_web(app: Flask) -> None:
         auth,
         customers,
         dashboard,
+        exports,
         imports,
+        jobs,
         users,
     )
     from app.web.pages import (

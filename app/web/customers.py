@@ -13,6 +13,7 @@ from app.auth.services import Actor
 from app.customers import services
 from app.db.session import db_session
 from app.errors import APIError
+from app.exports import service as exports
 from app.imports import service as imports
 from app.models.primary.customer import STATUSES
 from app.web.forms import PageForm
@@ -122,6 +123,9 @@ def _show(record, form: EditCustomerForm) -> str:
         form=form,
         imports=while_data_engine_up(
             lambda: imports.list_imports(db_session(), customer_id=record.id, limit=20)
+        ),
+        exports=while_data_engine_up(
+            lambda: exports.list_exports(db_session(), customer_id=record.id, limit=20)
         ),
     )
 
