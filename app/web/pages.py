@@ -182,6 +182,12 @@ def error_page(code: str, message: str, status: int) -> Response | None:
     if not is_page_request():
         return None
     if status == 401:
+        if request.headers.get("HX-Request"):
+            # A fragment htmx polls: send the whole page, not the fragment, to sign in.
+            page = urlsplit(request.headers.get("HX-Current-URL", "")).path or "/"
+            answer = Response(status=204)
+            answer.headers["HX-Redirect"] = url_for("web.login", next=safe_next(page))
+            return answer
         return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
     if code == "password_change_required":
         return redirect(url_for("web.account"))
