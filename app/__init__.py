@@ -20,7 +20,7 @@ from app.api.body import BackofficeRequest, StrictJSONProvider, refuse_hostile_i
 from app.auth.access import enforce
 from app.auth.login import init_login
 from app.auth.session_cache import Principal, session_cache
-from app.config import Settings
+from app.config import Settings, database_tls_warnings
 from app.db import migrations
 from app.db.embedded import start_embedded
 from app.db.engines import Engines
@@ -74,6 +74,8 @@ def create_app(
     engines.verify_layout()
     if settings.production:
         _refuse_database_behind(engines)
+        for warning in database_tls_warnings(settings):
+            log.warning("%s", warning)
 
     listen = settings.listen_target
     notices = Notices(listen.conninfo if listen else None)

@@ -136,6 +136,25 @@ def test_a_failing_statement_is_logged_without_its_values(fresh_app, caplog):
     assert secret not in caplog.text
 
 
+def test_production_warns_at_start_about_database_urls_without_sslmode(committed_env, caplog):
+    env = {**committed_env, "APP_ENV": "production", "SECRET_KEY": "s" * 32}
+    caplog.set_level(logging.WARNING, logger="app")
+    create_app(env).extensions["backoffice"].close()
+    warned = [r.getMessage() for r in caplog.records if "sslmode" in r.getMessage()]
+    variables = (
+        ["PRIMARY_DATABASE_URL", "DATA_DATABASE_URL"]
+        if "DATA_DATABASE_URL" in env
+        else ["PRIMARY_DATABASE_URL"]
+    )
+    assert [w.split(" ")[0] for w in warned] == variables
+
+    caplog.clear()
+    for name in variables:
+        env[name] += "?sslmode=disable"  # a local server: said on purpose
+    create_app(env).extensions["backoffice"].close()
+    assert not [r for r in caplog.records if "sslmode" in r.getMessage()]
+
+
 def test_a_forked_worker_gets_its_own_connections(app):
     """gunicorn --preload forks after the parent connected: the child must not share sockets."""
     engine = app.extensions["backoffice"].engines.primary
