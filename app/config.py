@@ -63,14 +63,20 @@ def _host(url: URL) -> str:
     return "localhost" if host in ("127.0.0.1", "::1") else host
 
 
+# libpq keywords that carry a secret when given as URL parameters (`?password=...`).
+SECRET_URL_PARAMS = ("password", "sslpassword")
+
+
 def mask_url(url: URL | str) -> str:
-    """The URL as it may be printed: the password replaced by ***."""
+    """The URL as it may be printed: the password, in its place or as a parameter, is ***."""
     if isinstance(url, str):
         try:
             url = make_url(url)
         except ArgumentError:
             return "<unparseable URL>"
-    return url.render_as_string(hide_password=True)
+    hidden = {name: "***" for name in SECRET_URL_PARAMS if name in url.query}
+    rendered = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace("=%2A%2A%2A", "=***")  # the query's *** comes out percent-encoded
 
 
 def parse_database_url(variable: str, raw: str) -> DatabaseTarget:

@@ -183,3 +183,12 @@ def test_database_urls_without_sslmode_are_warned_about_except_over_a_unix_socke
 
 def test_masked_urls_hide_the_password():
     assert mask_url(PRIMARY) == "postgresql://app:***@db1.internal:5432/backoffice"
+
+
+def test_masked_urls_hide_a_password_given_as_a_url_parameter():
+    url = "postgresql://app@db1/backoffice?password=s3cret&sslpassword=s3cret&sslmode=require"
+    masked = mask_url(url)
+    assert "s3cret" not in masked and masked.count("***") == 2, masked
+    assert "sslmode=require" in masked
+    assert "s3cret" not in Settings.from_env({"DATABASE_URL": url}).primary.masked
+    assert "timeout" in refused({"DATABASE_URL": url + "&timeout=3"})  # refused() checks it

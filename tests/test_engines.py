@@ -155,6 +155,17 @@ def test_production_warns_at_start_about_database_urls_without_sslmode(committed
     assert not [r for r in caplog.records if "sslmode" in r.getMessage()]
 
 
+def test_doctor_masks_a_password_given_as_a_url_parameter(make_env):
+    env = make_env("doctor")
+    env["PRIMARY_DATABASE_URL"] += "?password=hunter2&sslpassword=hunter3"
+    assert run_cli(env, "db", "upgrade").returncode == 0
+    for args in (("doctor",), ("doctor", "--json")):
+        result = run_cli(env, *args)
+        assert result.returncode == 0, result.stderr
+        assert "hunter" not in result.stdout + result.stderr
+        assert "password=***" in result.stdout and "sslpassword=***" in result.stdout
+
+
 def test_a_forked_worker_gets_its_own_connections(app):
     """gunicorn --preload forks after the parent connected: the child must not share sockets."""
     engine = app.extensions["backoffice"].engines.primary
