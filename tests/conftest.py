@@ -104,7 +104,7 @@ def pg_servers(split: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         server.embedded.stop()
 
 
-METRICS_TOKEN = "test-metrics-token"
+METRICS_TOKEN = "test-metrics-token-long-enough-for-production"
 # What a scraper sends to read /metrics and the details of /health/ready.
 READY_DETAILS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
