@@ -88,7 +88,9 @@ class EmbeddedPostgres:
 
     def _as_user(self) -> dict:
         # The binaries may sit in a virtual environment under a private folder (mktemp -d).
-        return as_system_user(self.bin_dir.parent)
+        # Checked before every command, not only at initdb: a `chmod` on a folder above the
+        # data directory since (pytest does it to its own) takes the ACL's mask back.
+        return as_system_user(self.bin_dir.parent, self.datadir)
 
     def _run(self, *args: str, timeout: int = 60) -> None:
         # Output goes to a file, not a pipe: pg_ctl's server inherits the descriptors and
@@ -325,7 +327,7 @@ class EmbeddedPostgres:
         except psycopg.OperationalError as exc:
             raise ConfigError(
                 f"embedded PostgreSQL in {self.datadir}: no connection with the password in "
-                f"{self.password_file}: {str(exc).strip().splitlines()[-1]}"
+                f"{self.password_file}: {(str(exc).strip().splitlines() or ['failed'])[-1]}"
             ) from None
         with conn:
             exists = conn.execute(
