@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession, close_db_session, make_session_factory
 from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
 from app.metrics import EngineStats, engine_labels
+from app.private_file import read_or_create
 from app.references import ReferenceChecker
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,7 @@ def create_app(
 
 def _development_secret_key(instance_path: str) -> str:
     """Development only: a random key kept in the instance folder, so sessions survive restarts."""
-    path = Path(instance_path) / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return read_or_create(Path(instance_path) / "secret_key")
 
 
 def _refuse_database_behind(engines: Engines) -> None:
