@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,11 @@ from flask import Flask
 from sqlalchemy.orm import sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.api.body import BackofficeRequest, StrictJSONProvider, refuse_hostile_input
 from app.auth.access import enforce
 from app.auth.login import init_login
 from app.auth.session_cache import Principal, session_cache
-from app.config import Settings
+from app.config import Settings, database_tls_warnings
 from app.db import migrations
 from app.db.embedded import start_embedded
 from app.db.engines import Engines
@@ -28,6 +28,7 @@ from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession, close_db_session, make_session_factory
 from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
 from app.metrics import EngineStats, engine_labels
+from app.private_file import read_or_create
 from app.references import ReferenceChecker
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def create_app(
     """
     settings = config if isinstance(config, Settings) else Settings.from_env(config)
     app = Flask(__name__, instance_path=settings.instance_path, static_folder=None)
+    app.request_class = BackofficeRequest
+    app.json = StrictJSONProvider(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config["SECRET_KEY"] = settings.secret_key or _development_secret_key(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -71,6 +74,8 @@ def create_app(
     engines.verify_layout()
     if settings.production:
         _refuse_database_behind(engines)
+        for warning in database_tls_warnings(settings):
+            log.warning("%s", warning)
 
     listen = settings.listen_target
     notices = Notices(listen.conninfo if listen else None)
@@ -101,6 +106,8 @@ def create_app(
     app.teardown_appcontext(close_db_session)
     register_error_handlers(app)
     init_login(app)
+    # Hostile input first: a NUL must not reach the login lookup either.
+    app.before_request(refuse_hostile_input)
     app.before_request(enforce)
 
     from app import health, metrics
@@ -120,11 +127,7 @@ def create_app(
 
 def _development_secret_key(instance_path: str) -> str:
     """Development only: a random key kept in the instance folder, so sessions survive restarts."""
-    path = Path(instance_path) / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return read_or_create(Path(instance_path) / "secret_key")
 
 
 def _refuse_database_behind(engines: Engines) -> None:

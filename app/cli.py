@@ -176,7 +176,14 @@ def _report_move(report, as_json: bool, environment: dict[str, str]) -> None:
 
 
 @db_cli.command("split")
-@click.option("--to-primary", "to_primary", required=True, help="URL of the new primary database.")
+@click.option(
+    "--to-primary",
+    "to_primary",
+    required=True,
+    envvar="NEW_PRIMARY_DATABASE_URL",
+    help="URL of the new primary database (default: $NEW_PRIMARY_DATABASE_URL, which keeps "
+    "its password out of the process list).",
+)
 @click.option("--drop-old", is_flag=True, help="Drop the old copies once verified.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
@@ -189,6 +196,14 @@ def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
     if engines.split:
         raise ConfigError("db split starts from single mode (SPLIT_DB_MODE=false)")
     target = parse_database_url("--to-primary", to_primary)
+    source = click.get_current_context().get_parameter_source("to_primary")
+    if target.url.password and source == click.core.ParameterSource.COMMANDLINE:
+        click.echo(
+            "warning: a password on the command line is visible to every local user (ps); "
+            "give the URL in NEW_PRIMARY_DATABASE_URL instead, or leave the password out and "
+            "let libpq find it (PGPASSWORD, ~/.pgpass)",
+            err=True,
+        )
     new_primary = layout.target_engine(target)
     try:
         report = layout.move(

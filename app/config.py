@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,14 +63,20 @@ def _host(url: URL) -> str:
     return "localhost" if host in ("127.0.0.1", "::1") else host
 
 
+# libpq keywords that carry a secret when given as URL parameters (`?password=...`).
+SECRET_URL_PARAMS = ("password", "sslpassword")
+
+
 def mask_url(url: URL | str) -> str:
-    """The URL as it may be printed: the password replaced by ***."""
+    """The URL as it may be printed: the password, in its place or as a parameter, is ***."""
     if isinstance(url, str):
         try:
             url = make_url(url)
         except ArgumentError:
             return "<unparseable URL>"
-    return url.render_as_string(hide_password=True)
+    hidden = {name: "***" for name in SECRET_URL_PARAMS if name in url.query}
+    rendered = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace("=%2A%2A%2A", "=***")  # the query's *** comes out percent-encoded
 
 
 def parse_database_url(variable: str, raw: str) -> DatabaseTarget:
@@ -122,6 +128,60 @@ def parse_int(name: str, value: Any, *, minimum: int = 0) -> int:
     if number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {number}")
     return number
+
+
+MIN_SECRET_LENGTH = 32  # characters of SECRET_KEY and METRICS_TOKEN in production
+
+
+def refuse_weak_production_settings(get: Callable[[str], str | None]) -> None:
+    """APP_ENV=production: a setting that makes the deployment guessable or leaky is refused
+    at start, naming it (never printing its value)."""
+    for name in ("SECRET_KEY", "METRICS_TOKEN"):
+        value = get(name)
+        if value is not None and len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"APP_ENV=production needs {name} of at least {MIN_SECRET_LENGTH} characters "
+                f"(it has {len(value)}); generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+    if not parse_bool("COOKIE_SECURE", get("COOKIE_SECURE") or "true"):
+        raise ConfigError(
+            "APP_ENV=production refuses COOKIE_SECURE=false: the session cookie must never "
+            "travel without HTTPS (a TLS proxy in front of the app is enough)"
+        )
+    if parse_bool("LOG_DB_QUERIES", get("LOG_DB_QUERIES") or "false"):
+        raise ConfigError(
+            "APP_ENV=production refuses LOG_DB_QUERIES=true: the SQL log is a development "
+            "tool (it would log every statement of every request)"
+        )
+
+
+def database_tls_warnings(settings: Settings) -> list[str]:
+    """Database URLs whose traffic may cross a network unencrypted: no `sslmode` on the URL
+    (libpq's default `prefer` falls back to plain text) and not a Unix socket. A warning, not
+    a refusal: a data server next to the app may rightly go without TLS."""
+    warnings = []
+    for target in (settings.primary, settings.data, settings.auth_listen):
+        if target is None or target.embedded or "sslmode" in target.url.query:
+            continue
+        if _over_unix_socket(target.url):
+            continue
+        warnings.append(
+            f"{target.variable} ({target.masked}) sets no sslmode: add sslmode=verify-full "
+            "(or require) for a server across a network, or sslmode=disable to say it needs none"
+        )
+    return warnings
+
+
+def _over_unix_socket(url: URL) -> bool:
+    """libpq's rule: a host starting with `/` is a socket directory, and no host at all is the
+    default socket. `hostaddr` always means TCP."""
+    if "hostaddr" in url.query:
+        return False
+    hosts = url.host or url.query.get("host") or ""
+    if isinstance(hosts, tuple):  # ?host=a&host=b
+        hosts = ",".join(hosts)
+    return all(host.startswith("/") for host in hosts.split(",")) if hosts else True
 
 
 @dataclass(frozen=True)
@@ -244,6 +304,7 @@ class Settings:
                 )
             if not get("SECRET_KEY"):
                 raise ConfigError("APP_ENV=production needs SECRET_KEY")
+            refuse_weak_production_settings(get)
 
         def pool(prefix: str, size: int, overflow: int) -> PoolSettings:
             return PoolSettings(

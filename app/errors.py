@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, current_app, has_request_context, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -64,6 +65,15 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(orig).__name__
 
 
+def describe_database_error(exc: DBAPIError) -> str:
+    """What the log may keep of a failed statement: the server's one-line message, its SQLSTATE,
+    the statement and where it was sent from. Never the parameters (hidden by the engines as
+    well) nor the server's DETAIL, which repeats a failing row or a duplicate key's values."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or "no SQLSTATE"
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    return f"{first_line(exc)} [{sqlstate}]\nSQL: {exc.statement}\n{where}".rstrip()
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def api_error(exc: APIError):
@@ -103,7 +113,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def database_error(exc: DBAPIError):
-        log.exception("database error")
+        log.error("database error: %s", describe_database_error(exc))
         return error_response("internal_error", "an internal error occurred", 500)
 
     @app.errorhandler(Exception)

@@ -104,6 +104,11 @@ def pg_servers(split: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         server.embedded.stop()
 
 
+METRICS_TOKEN = "test-metrics-token-long-enough-for-production"
+# What a scraper sends to read /metrics and the details of /health/ready.
+READY_DETAILS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
 @pytest.fixture(scope="session")
 def make_env(
     pg_servers: dict[EngineRole, PgServer], split: bool, tmp_path_factory: pytest.TempPathFactory
@@ -117,6 +122,7 @@ def make_env(
             "SPLIT_DB_MODE": "true" if split else "false",
             "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
             "SECRET_KEY": "test-secret-key",
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
         for role, server in pg_servers.items():
             name = server.create_database(f"{prefix}_{role}")

@@ -259,7 +259,8 @@ class PgBouncer:
         self.port = free_port()
         self.pool_size = pool_size
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "users.txt").write_text(f'"{server.username}" ""\n')
+        # PgBouncer logs in to the server with the password it finds here.
+        (folder / "users.txt").write_text(f'"{server.username}" "{server.password or ""}"\n')
         (folder / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"* = host={server.host} port={server.port}\n"

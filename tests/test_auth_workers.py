@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.db.notices import LISTENER_APP_NAME
-from tests.conftest import PASSWORD, create_user
+from tests.conftest import PASSWORD, READY_DETAILS, create_user
 from tests.harness import Gunicorn, login
 
 WORKERS = 4
@@ -48,9 +48,9 @@ def warm(workers, headers) -> None:
     time.sleep(0.3)  # listeners connected: the next validation is the one that is cached
     for conn in workers:
         assert conn.request("GET", "/api/auth/me", headers=headers).status == 200
-        before = conn.request("GET", "/health/ready").body["session_cache"]
+        before = conn.request("GET", "/health/ready", headers=READY_DETAILS).body["session_cache"]
         assert conn.request("GET", "/api/auth/me", headers=headers).status == 200
-        after = conn.request("GET", "/health/ready").body["session_cache"]
+        after = conn.request("GET", "/health/ready", headers=READY_DETAILS).body["session_cache"]
         assert after["trusted"] and after["listener"] == "listening", after["listener"]
         assert after["hits"] == before["hits"] + 1, f"worker {conn.pid} answered from its cache"
 
@@ -191,9 +191,9 @@ def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
     for conn in workers:  # every worker has checked, and cached, the customer as active
         reply = conn.upload(admin, customer.id)
         assert reply.status == 202, reply.body
-        before = conn.request("GET", "/health/ready").body["reference_cache"]
+        before = conn.request("GET", "/health/ready", headers=READY_DETAILS).body["reference_cache"]
         assert conn.upload(admin, customer.id).status == 202
-        after = conn.request("GET", "/health/ready").body["reference_cache"]
+        after = conn.request("GET", "/health/ready", headers=READY_DETAILS).body["reference_cache"]
         assert after["trusted"] and after["hits"] == before["hits"] + 1, "answered from cache"
     reply = workers[0].request(
         "PATCH", f"/api/customers/{customer.id}", body={"status": "inactive"}, headers=admin

@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.auth.services import Actor
 from app.customers import services as customers
+from app.db import backup as backup_module
 from app.db import migrations
 from app.db.session import session_scope
 from app.jobs.worker import run_now
@@ -105,3 +107,36 @@ def snapshot_fails(engines) -> bool:
     except Exception:
         return True
     return False
+
+
+def test_backup_and_restore_keep_the_password_off_the_command_line(make_env, tmp_path, monkeypatch):
+    """A command line is readable by every local user (`ps`): pg_dump and pg_restore get the
+    password some other way, and still reach a server that asks for it."""
+    env = make_env("argv")
+    passwords = {make_url(env[name]).password for name in env if name.endswith("DATABASE_URL")}
+    assert None not in passwords, "the test servers ask for a password"
+    commands = []
+    real_run = subprocess.run
+
+    def watched_run(command, *args, **kwargs):
+        commands.append(command)
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(backup_module.subprocess, "run", watched_run)
+    application = create_app(env)
+    bo = application.extensions["backoffice"]
+    try:
+        migrations.upgrade(bo.engines)
+        create_user(bo.session_factory, "admin", email="kept@example.com")
+        backup_module.backup(bo.engines, "primary", tmp_path / "primary.dump")
+        backup_module.restore(bo.engines, "primary", tmp_path / "primary.dump", replace=True)
+        with bo.engines.connect("primary") as conn:
+            emails = conn.execute(text("SELECT email FROM config.users")).scalars().all()
+        assert emails == ["kept@example.com"]
+    finally:
+        bo.close()
+    tools = {os.path.basename(command[0]) for command in commands}
+    assert {"pg_dump", "pg_restore"} <= tools
+    for command in commands:
+        for argument in command:
+            assert not any(p in argument for p in passwords), f"password in {command}"

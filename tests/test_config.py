@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.config import PoolSettings, Settings, mask_url
+from app.config import PoolSettings, Settings, database_tls_warnings, mask_url
 from app.errors import ConfigError
 
 PRIMARY = "postgresql://app:s3cret@db1.internal:5432/backoffice"
@@ -118,12 +118,77 @@ def test_postgres_scheme_of_the_old_system_is_accepted():
     assert s.primary.url.drivername == "postgresql+psycopg"
 
 
+PRODUCTION = {"APP_ENV": "production", "DATABASE_URL": PRIMARY, "SECRET_KEY": "k" * 32}
+
+
 def test_production_needs_a_database_url_and_a_secret_key():
     assert "PRIMARY_DATABASE_URL" in refused({"APP_ENV": "production"})
     assert "SECRET_KEY" in refused({"APP_ENV": "production", "DATABASE_URL": PRIMARY})
-    s = Settings.from_env({"APP_ENV": "production", "DATABASE_URL": PRIMARY, "SECRET_KEY": "k"})
-    assert s.production
+    s = Settings.from_env(PRODUCTION)
+    assert s.production and s.cookie_secure
+
+
+@pytest.mark.parametrize(
+    ("variables", "setting"),
+    [
+        ({"SECRET_KEY": "k" * 31}, "SECRET_KEY"),
+        ({"COOKIE_SECURE": "false"}, "COOKIE_SECURE"),
+        ({"LOG_DB_QUERIES": "true"}, "LOG_DB_QUERIES"),
+        ({"METRICS_TOKEN": "m" * 31}, "METRICS_TOKEN"),
+    ],
+)
+def test_production_refuses_weak_settings_naming_them(variables, setting):
+    message = refused({**PRODUCTION, **variables})
+    assert setting in message and "APP_ENV=production" in message
+    if setting in ("SECRET_KEY", "METRICS_TOKEN"):
+        assert variables[setting] not in message, "a refusal never prints a secret"
+    Settings.from_env({**PRODUCTION, **variables, "APP_ENV": "development"})  # fine there
+
+
+def test_production_accepts_strong_settings():
+    s = Settings.from_env({**PRODUCTION, "COOKIE_SECURE": "true", "METRICS_TOKEN": "m" * 32})
+    assert s.metrics_token == "m" * 32 and not s.log_db_queries
+
+
+def test_database_urls_without_sslmode_are_warned_about_except_over_a_unix_socket():
+    def warnings(env):
+        return database_tls_warnings(Settings.from_env({"SPLIT_DB_MODE": "true", **env}))
+
+    tcp = warnings({"PRIMARY_DATABASE_URL": PRIMARY, "DATA_DATABASE_URL": DATA})
+    assert [w.split(" ")[0] for w in tcp] == ["PRIMARY_DATABASE_URL", "DATA_DATABASE_URL"]
+    assert "sslmode" in tcp[0] and "s3cret" not in tcp[0]
+    assert (
+        warnings(
+            {
+                "PRIMARY_DATABASE_URL": PRIMARY + "?sslmode=verify-full",
+                "DATA_DATABASE_URL": "postgresql://app:s3cret@/backoffice_data?host=/run/postgresql",
+            }
+        )
+        == []
+    )
+    assert (
+        warnings(
+            {
+                "PRIMARY_DATABASE_URL": PRIMARY + "?sslmode=require",
+                "DATA_DATABASE_URL": "postgresql:///backoffice_data",
+            }
+        )
+        == []
+    ), "no host: libpq's default Unix socket"
+    listen = Settings.from_env(
+        {"DATABASE_URL": PRIMARY + "?sslmode=require&pgbouncer=true", "AUTH_LISTEN_URL": DATA}
+    )
+    assert [w.split(" ")[0] for w in database_tls_warnings(listen)] == ["AUTH_LISTEN_URL"]
 
 
 def test_masked_urls_hide_the_password():
     assert mask_url(PRIMARY) == "postgresql://app:***@db1.internal:5432/backoffice"
+
+
+def test_masked_urls_hide_a_password_given_as_a_url_parameter():
+    url = "postgresql://app@db1/backoffice?password=s3cret&sslpassword=s3cret&sslmode=require"
+    masked = mask_url(url)
+    assert "s3cret" not in masked and masked.count("***") == 2, masked
+    assert "sslmode=require" in masked
+    assert "s3cret" not in Settings.from_env({"DATABASE_URL": url}).primary.masked
+    assert "timeout" in refused({"DATABASE_URL": url + "&timeout=3"})  # refused() checks it

@@ -1,6 +1,7 @@
 """Engines in both layouts: one shared Engine in single mode, two refused if one database."""
 
 import json
+import logging
 import os
 import subprocess
 
@@ -81,6 +82,88 @@ def test_log_db_queries_logs_statements_on_stderr_not_stdout(make_env):
     loud = run_cli(env, "db", "status", "--json")
     assert json.loads(loud.stdout) == json.loads(quiet.stdout), "stdout is the JSON alone"
     assert "SELECT" in loud.stderr and "SELECT" not in quiet.stderr
+
+
+def test_log_db_queries_never_logs_parameter_values(committed_env, caplog):
+    """A login's statements carry the password hash and the session token's hash: the SQL log
+    shows the statements, never their values."""
+    from app.auth.tokens import SESSION_COOKIE, token_hash
+    from app.models.primary.config import User
+    from tests.conftest import create_user, login
+
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # restored after the test
+    application = create_app({**committed_env, "LOG_DB_QUERIES": "true"})
+    try:
+        bo = application.extensions["backoffice"]
+        user = create_user(bo.session_factory, "viewer")
+        caplog.clear()
+        client = application.test_client()
+        login(client, user.email)
+        assert client.get("/api/auth/me").status_code == 200
+        with bo.session_factory() as session:
+            password_hash = session.get(User, user.id).password_hash
+        session_token = client.get_cookie(SESSION_COOKIE).value
+    finally:
+        application.extensions["backoffice"].close()
+    logged = caplog.text
+    assert "SELECT" in logged and "config.sessions" in logged, "statements are logged"
+    assert "parameters hidden" in logged
+    for secret in (password_hash, token_hash(session_token), session_token, user.email):
+        assert secret not in logged
+
+
+def test_a_failing_statement_is_logged_without_its_values(fresh_app, caplog):
+    """The error's log line names the error and the statement; never the parameters, nor the
+    server's DETAIL line, which repeats the failing row."""
+    from app.auth.access import PUBLIC, allow
+
+    secret = "argon2-hash-that-must-not-be-logged"
+
+    @fresh_app.get("/test/failing-statement")
+    @allow(PUBLIC)
+    def failing_statement():
+        with fresh_app.extensions["backoffice"].engines.begin("primary") as conn:
+            conn.execute(text("CREATE TEMP TABLE t (secret text, b text NOT NULL)"))
+            conn.execute(text("INSERT INTO t VALUES (:secret, NULL)"), {"secret": secret})
+        return "unreachable"
+
+    caplog.set_level(logging.INFO)
+    response = fresh_app.test_client().get("/test/failing-statement")
+    assert response.status_code == 500
+    assert response.json["error"]["code"] == "internal_error"
+    assert "violates not-null constraint" in caplog.text
+    assert "INSERT INTO t VALUES" in caplog.text, "the statement, to find the bug"
+    assert secret not in caplog.text
+
+
+def test_production_warns_at_start_about_database_urls_without_sslmode(committed_env, caplog):
+    env = {**committed_env, "APP_ENV": "production", "SECRET_KEY": "s" * 32}
+    caplog.set_level(logging.WARNING, logger="app")
+    create_app(env).extensions["backoffice"].close()
+    warned = [r.getMessage() for r in caplog.records if "sslmode" in r.getMessage()]
+    variables = (
+        ["PRIMARY_DATABASE_URL", "DATA_DATABASE_URL"]
+        if "DATA_DATABASE_URL" in env
+        else ["PRIMARY_DATABASE_URL"]
+    )
+    assert [w.split(" ")[0] for w in warned] == variables
+
+    caplog.clear()
+    for name in variables:
+        env[name] += "?sslmode=disable"  # a local server: said on purpose
+    create_app(env).extensions["backoffice"].close()
+    assert not [r for r in caplog.records if "sslmode" in r.getMessage()]
+
+
+def test_doctor_masks_a_password_given_as_a_url_parameter(make_env):
+    env = make_env("doctor")
+    env["PRIMARY_DATABASE_URL"] += "?password=hunter2&sslpassword=hunter3"
+    assert run_cli(env, "db", "upgrade").returncode == 0
+    for args in (("doctor",), ("doctor", "--json")):
+        result = run_cli(env, *args)
+        assert result.returncode == 0, result.stderr
+        assert "hunter" not in result.stdout + result.stderr
+        assert "password=***" in result.stdout and "sslpassword=***" in result.stdout
 
 
 def test_a_forked_worker_gets_its_own_connections(app):

@@ -77,6 +77,6 @@ def test_the_guard_is_off_in_production():
 
     assert Settings.from_env({}).engine_guard is True
     production = Settings.from_env(
-        {"APP_ENV": "production", "SECRET_KEY": "k", "DATABASE_URL": "postgresql://u@h/db"}
+        {"APP_ENV": "production", "SECRET_KEY": "k" * 32, "DATABASE_URL": "postgresql://u@h/db"}
     )
     assert production.engine_guard is False

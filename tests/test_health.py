@@ -6,6 +6,7 @@ import pytest
 
 from app import create_app
 from app.db import migrations
+from tests.conftest import METRICS_TOKEN, READY_DETAILS, login
 
 
 def test_live_answers_ok(client):
@@ -14,7 +15,29 @@ def test_live_answers_ok(client):
     assert response.json == {"status": "ok", "pid": os.getpid()}, "which worker answered"
 
 
-def test_ready_reports_mode_and_each_engine(client, split):
+def test_anonymous_ready_says_only_the_status_and_costs_no_query(app, client):
+    """A load balancer needs the status code; the URLs, revisions, pools and listener errors
+    are for admins. Anyone may ask, so the answer is reused for a few seconds."""
+    stats = app.extensions["backoffice"].engine_stats
+    assert client.get("/health/ready").json == {"status": "ready"}
+    before = dict(stats.queries)
+    for _ in range(20):
+        response = client.get("/health/ready")
+        assert response.status_code == 200
+        assert response.json == {"status": "ready"}
+    assert dict(stats.queries) == before, "no statement per anonymous request"
+
+
+def test_ready_details_need_an_admin_or_the_metrics_token(client, make_user):
+    viewer = make_user("viewer")
+    login(client, viewer.email)
+    assert client.get("/health/ready").json == {"status": "ready"}, "a viewer sees the status"
+    wrong = {"Authorization": "Bearer not-the-metrics-token"}
+    assert client.get("/health/ready", headers=wrong).json == {"status": "ready"}
+    assert "engines" in client.get("/health/ready", headers=READY_DETAILS).json
+
+
+def test_ready_reports_mode_and_each_engine_to_an_admin(client, as_admin, split):
     response = client.get("/health/ready")
     assert response.status_code == 200, response.json
     body = response.json
@@ -32,7 +55,10 @@ def test_ready_reports_mode_and_each_engine(client, split):
 def test_ready_is_503_while_a_tree_is_behind(fresh_app):
     engines = fresh_app.extensions["backoffice"].engines
     migrations.upgrade(engines, ["primary"])
-    response = fresh_app.test_client().get("/health/ready")
+    anonymous = fresh_app.test_client().get("/health/ready")
+    assert anonymous.status_code == 503
+    assert anonymous.json == {"status": "unavailable"}
+    response = fresh_app.test_client().get("/health/ready", headers=READY_DETAILS)
     assert response.status_code == 503
     assert response.json["problems"] == ["data migrations empty"]
     assert response.json["engines"]["primary"]["migrations"]["state"] == "current"
@@ -47,6 +73,7 @@ def spare_app(split, tmp_path, spare_servers):
         "SPLIT_DB_MODE": str(split).lower(),
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": "k",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     for role, server in servers.items():
         env[f"{role.upper()}_DATABASE_URL"] = server.url
@@ -59,12 +86,16 @@ def spare_app(split, tmp_path, spare_servers):
 def test_ready_names_the_engine_that_is_down_and_recovers(spare_app, split):
     application, servers = spare_app
     client = application.test_client()
-    assert client.get("/health/ready").status_code == 200
+    assert client.get("/health/ready", headers=READY_DETAILS).status_code == 200
+    assert client.get("/health/ready").json == {"status": "ready"}
 
     down = "data" if split else "primary"
     servers[down].embedded.stop()
-    response = client.get("/health/ready")
+    response = client.get("/health/ready", headers=READY_DETAILS)
     assert response.status_code == 503
+    anonymous = client.get("/health/ready")
+    assert anonymous.status_code == 503, "a fresh report serves anonymous callers too"
+    assert anonymous.json == {"status": "unavailable"}
     engines = response.json["engines"]
     assert engines["data"]["reachable"] is False
     if split:
@@ -77,7 +108,8 @@ def test_ready_names_the_engine_that_is_down_and_recovers(spare_app, split):
         ]
 
     servers[down].embedded.start()
-    assert client.get("/health/ready").status_code == 200, "recovers by itself"
+    assert client.get("/health/ready", headers=READY_DETAILS).status_code == 200, "recovers"
+    assert client.get("/health/ready").json == {"status": "ready"}
 
 
 def test_api_errors_are_json_and_page_errors_are_pages(client):
@@ -94,7 +126,7 @@ def test_api_errors_are_json_and_page_errors_are_pages(client):
 
 
 def test_with_the_data_engine_down_auth_and_customers_work_and_data_routes_say_so(spare_app, split):
-    from tests.conftest import create_user, login
+    from tests.conftest import create_user
 
     application, servers = spare_app
     factory = application.extensions["backoffice"].session_factory

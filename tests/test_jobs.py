@@ -14,7 +14,7 @@ from app.db.session import session_scope
 from app.imports import service as imports
 from app.jobs import queue
 from app.jobs.worker import run_now, worker_id
-from tests.conftest import create_user, login, queue_import
+from tests.conftest import READY_DETAILS, create_user, login, queue_import
 from tests.harness import WorkerProcess
 
 ACTOR = Actor(None, "tests")
@@ -246,7 +246,7 @@ def test_readiness_reports_the_queue(bo, env, customer):
                 ),
                 {"id": job_id},
             )
-        jobs = application.test_client().get("/health/ready").json["jobs"]
+        jobs = application.test_client().get("/health/ready", headers=READY_DETAILS).json["jobs"]
         assert jobs["queued"] >= 1 and jobs["oldest_queued_seconds"] >= 90
         assert jobs["running"] >= 0
     finally:

@@ -6,6 +6,7 @@ import json
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import parse_database_url
@@ -125,8 +126,13 @@ def test_split_then_merge_with_the_app_on_each_layout(databases, tmp_path):
     seeded = populate(single(old, tmp_path))
     users_before = count(old, "config.users")
 
-    moved = backoffice(single(old, tmp_path), "db", "split", "--to-primary", new, "--json")
+    # The new URL comes in the environment: on the command line, its password would be
+    # visible to every local user (`ps`).
+    from_env = {**single(old, tmp_path), "NEW_PRIMARY_DATABASE_URL": new}
+    moved = backoffice(from_env, "db", "split", "--json")
     assert moved.returncode == 0, moved.stderr
+    assert "password" not in moved.stderr
+    assert make_url(new).password not in moved.stdout
     report = json.loads(moved.stdout)
     assert report["copied"] and report["environment"]["SPLIT_DB_MODE"] == "true"
     rows = {t["table"]: t["rows"] for t in report["tables"]}
@@ -177,6 +183,7 @@ def test_refusals_change_nothing(databases, servers, tmp_path):
         refused.returncode != 0
         and "not empty: config.audit_log (1 rows), config.users (1 rows)" in refused.stderr
     )
+    assert "NEW_PRIMARY_DATABASE_URL" in refused.stderr, "a password on the command line"
 
     name = servers[1].create_database("layout")
     try:  # a whole deployment of its own: it serves the data engine

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.db.schemas import PRIMARY
-from tests.conftest import PASSWORD, create_user
+from tests.conftest import PASSWORD, READY_DETAILS, create_user
 from tests.harness import (
     BACKOFFICE,
     ROOT,
@@ -228,7 +228,9 @@ def test_sessions_end_in_every_worker_through_the_direct_listener(server, factor
         headers = login(workers[0], victim.email, PASSWORD)
         for conn in workers:
             assert conn.request("GET", "/api/auth/me", headers=headers).status == 200
-            cache = conn.request("GET", "/health/ready").body["session_cache"]
+            cache = conn.request("GET", "/health/ready", headers=READY_DETAILS).body[
+                "session_cache"
+            ]
             assert cache["listener"] == "listening" and cache["trusted"], cache
         reply = workers[-1].request(
             "PATCH", f"/api/users/{victim.id}", body={"is_active": False}, headers=admin

@@ -9,7 +9,7 @@ from sqlalchemy import event, text
 from app import create_app
 from app.auth import services
 from app.db.session import session_scope
-from tests.conftest import PASSWORD, create_user, login
+from tests.conftest import PASSWORD, READY_DETAILS, create_user, login
 
 QUIET = 0.3  # seconds for a listener to (re)connect or a notice to arrive, on loopback
 
@@ -145,7 +145,9 @@ def test_ending_every_session_empties_every_cache(cached_app, logged_in):
 
 
 def test_readiness_reports_the_cache_and_its_listener(cached_app, logged_in):
-    report = cached_app.test_client().get("/health/ready").json["session_cache"]
+    report = (
+        cached_app.test_client().get("/health/ready", headers=READY_DETAILS).json["session_cache"]
+    )
     assert report["enabled"] and report["trusted"] and report["listener"] == "listening"
     assert report["ttl_seconds"] == 30 and report["size"] >= 0
 

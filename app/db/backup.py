@@ -4,6 +4,9 @@ An engine's backup holds its schemas (from the schema-to-engine map) and its mig
 table, and nothing of the other engine's, so the two can be
 backed up on their own schedules and restored to either layout. A restore refuses a database
 that already holds tables in those schemas unless told to replace them.
+
+The tools get the database's password in their environment (PGPASSWORD), never on their command
+line: every local user can read a process's command line (`ps`), only its owner its environment.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from app.config import DatabaseTarget
 from app.db.embedded import find_bin_dir
 from app.db.engines import Engines
 from app.db.migrations import ROLE_TABLE, VERSION_SCHEMA, VERSION_TABLES, record_role
@@ -49,13 +53,24 @@ def _selection(role: EngineRole) -> list[str]:
     return args
 
 
-def _run(command: list[str]) -> None:
+def _connection(target: DatabaseTarget) -> tuple[str, dict[str, str]]:
+    """The target as a libpq URL without its password, and the environment that carries it."""
+    url = target.url.set(drivername="postgresql")
+    query = dict(url.query)
+    password = url.password or query.pop("password", None)
+    env = {"PGPASSWORD": str(password)} if password else {}
+    # `set(password=None)` would mean "unchanged": the URL is a named tuple, replace the field.
+    url = url._replace(password=None).set(query=query)
+    return url.render_as_string(hide_password=False), env
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
     result = subprocess.run(
         command,
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
+        env={**os.environ, "PGCONNECT_TIMEOUT": "10", **env},
     )
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["failed"]
@@ -67,6 +82,7 @@ def backup(engines: Engines, role: EngineRole, output: str | Path) -> Path:
     """Write the engine's part of its database to `output` (custom format), atomically."""
     output = Path(output)
     part = output.with_name(f".{output.name}.part")
+    dbname, env = _connection(engines.targets[role])
     try:
         _run(
             [
@@ -76,8 +92,9 @@ def backup(engines: Engines, role: EngineRole, output: str | Path) -> Path:
                 "--no-privileges",
                 f"--file={part}",
                 *_selection(role),
-                f"--dbname={engines.targets[role].conninfo}",
-            ]
+                f"--dbname={dbname}",
+            ],
+            env,
         )
         os.replace(part, output)
     finally:
@@ -141,6 +158,7 @@ def restore(engines: Engines, role: EngineRole, source: str | Path, *, replace: 
 
 
 def _restore(engines: Engines, role: EngineRole, source: str | Path, contents: Path) -> None:
+    dbname, env = _connection(engines.targets[role])
     _run(
         [
             _tool("pg_restore"),
@@ -149,7 +167,8 @@ def _restore(engines: Engines, role: EngineRole, source: str | Path, contents: P
             "--no-privileges",
             "--exit-on-error",
             "--single-transaction",
-            f"--dbname={engines.targets[role].conninfo}",
+            f"--dbname={dbname}",
             str(source),
-        ]
+        ],
+        env,
     )

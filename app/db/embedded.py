@@ -2,22 +2,29 @@
 
 The binaries come from the `pgserver` wheel (a dependency), or else from the system's
 `initdb`/`pg_ctl`. The server listens on 127.0.0.1 on a free port; its data directory survives
-restarts. PostgreSQL refuses to run as root, so as root it runs as a system user of its own.
+restarts. Every connection must give the superuser's password (scram-sha-256), a random one
+kept beside the data directory in a file only the app's user may read. PostgreSQL refuses to
+run as root, so as root it runs as a system user of its own.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import glob
 import importlib.util
 import logging
 import os
 import pwd
+import re
+import secrets
 import shutil
 import socket
+import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,11 +35,13 @@ from psycopg import sql
 from app.config import Settings, parse_database_url
 from app.db.schemas import DATA, PRIMARY
 from app.errors import ConfigError
+from app.private_file import read_or_create
 
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "backoffice-pg"  # who runs the server when we are root
 SUPERUSER = "postgres"
+PASSWORD_METHOD = "scram-sha-256"
 
 
 def find_bin_dir() -> Path:
@@ -79,7 +88,9 @@ class EmbeddedPostgres:
 
     def _as_user(self) -> dict:
         # The binaries may sit in a virtual environment under a private folder (mktemp -d).
-        return as_system_user(self.bin_dir.parent)
+        # Checked before every command, not only at initdb: a `chmod` on a folder above the
+        # data directory since (pytest does it to its own) takes the ACL's mask back.
+        return as_system_user(self.bin_dir.parent, self.datadir)
 
     def _run(self, *args: str, timeout: int = 60) -> None:
         # Output goes to a file, not a pipe: pg_ctl's server inherits the descriptors and
@@ -138,6 +149,8 @@ class EmbeddedPostgres:
             if port is None:
                 port = self._start_server()
                 self.started_here = True
+            if self._trusting():
+                self._require_password(port)
             self._ensure_database(port)
         return self.url(port)
 
@@ -145,20 +158,33 @@ class EmbeddedPostgres:
         log.info("initialising embedded PostgreSQL in %s", self.datadir)
         self.datadir.mkdir(parents=True, exist_ok=True)
         self._own(self.datadir)
+        password = read_or_create(self.password_file, _new_password)
+        # initdb reads the password from a file, which its user (the server's) must be able to
+        # read: a copy of its own for the moment initdb runs.
+        for_initdb = self.datadir.parent / f".{self.datadir.name}.initdb-password"
+        for_initdb.unlink(missing_ok=True)
+        fd = os.open(for_initdb, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        self._own_file(for_initdb)
         args = [
             "initdb",
             "-D",
             str(self.datadir),
             "-U",
             SUPERUSER,
-            "--auth=trust",
+            f"--auth={PASSWORD_METHOD}",
+            f"--pwfile={for_initdb}",
             "--encoding=UTF8",
             "--locale=C",
             "--no-instructions",
         ]
         if self.fast:
             args.append("--no-sync")
-        self._run(*args, timeout=120)
+        try:
+            self._run(*args, timeout=120)
+        finally:
+            for_initdb.unlink(missing_ok=True)
         settings = [
             "listen_addresses = '127.0.0.1'",
             "unix_socket_directories = ''",
@@ -217,11 +243,93 @@ class EmbeddedPostgres:
 
     def url(self, port: int | None = None) -> str:
         port = port or self.running_port()
-        return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/{self.database}"
+        # token_urlsafe: nothing in the password needs quoting in a URL.
+        return (
+            f"postgresql+psycopg://{SUPERUSER}:{self.password()}@127.0.0.1:{port}/{self.database}"
+        )
+
+    # -- the superuser's password ----------------------------------------------------------
+
+    @property
+    def password_file(self) -> Path:
+        return self.datadir.parent / f"{self.datadir.name}.password"
+
+    def password(self) -> str:
+        if not self.password_file.exists():
+            raise ConfigError(
+                f"the embedded PostgreSQL in {self.datadir} asks for a password, and its file "
+                f"{self.password_file} is missing: put it back, or delete the data directory "
+                "to start afresh (its data is lost)"
+            )
+        return read_or_create(self.password_file, _new_password)
+
+    def _connect(self, port: int, *, password: str | None = None) -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=port,
+            user=SUPERUSER,
+            password=self.password() if password is None else password,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=10,
+        )
+
+    @property
+    def _hba(self) -> Path:
+        return self.datadir / "pg_hba.conf"
+
+    def _trusting(self) -> bool:
+        """Whether the server lets connections in without a password (a data directory
+        initialised by an earlier version, with `--auth=trust`)."""
+        return any(_TRUST.search(line.split("#")[0]) for line in self._hba.read_text().splitlines())
+
+    def _require_password(self, port: int) -> None:
+        """Give the superuser a password and make every rule of pg_hba.conf ask for it."""
+        log.warning(
+            "embedded PostgreSQL in %s trusted local connections: now it asks for a "
+            "password, kept in %s",
+            self.datadir,
+            self.password_file,
+        )
+        password = read_or_create(self.password_file, _new_password)
+        with self._connect(port, password=password) as conn:  # trusted: the password is unused
+            # Hashed here: the plain password never reaches the server (nor its log).
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), SUPERUSER.encode(), PASSWORD_METHOD.encode()
+            )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())
+                )
+            )
+            rules = self._hba.read_text().splitlines()
+            self._hba.write_text("".join(_require_in_rule(rule) + "\n" for rule in rules))
+            conn.execute("SELECT pg_reload_conf()")
+        self._wait_until_password_required(port)
+
+    def _wait_until_password_required(self, port: int, seconds: float = 10) -> None:
+        """The server reads pg_hba.conf again on a signal, a moment after it is sent."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self._connect(port, password="").close()
+            except psycopg.OperationalError:
+                return
+            time.sleep(0.05)
+        raise ConfigError(
+            f"embedded PostgreSQL in {self.datadir}: still lets connections in without a "
+            f"password after {self._hba} was rewritten; see server.log there"
+        )
 
     def _ensure_database(self, port: int) -> None:
-        conninfo = f"host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres"
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        try:
+            conn = self._connect(port)
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"embedded PostgreSQL in {self.datadir}: no connection with the password in "
+                f"{self.password_file}: {(str(exc).strip().splitlines() or ['failed'])[-1]}"
+            ) from None
+        with conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
             ).fetchone()
@@ -237,6 +345,24 @@ class EmbeddedPostgres:
         path.chmod(0o700)
         _let_through(path)
 
+    def _own_file(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            entry = _ensure_system_user()
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _new_password() -> str:
+    return secrets.token_urlsafe(32)
+
+
+_TRUST = re.compile(r"(?<!\S)trust(?!\S)")
+
+
+def _require_in_rule(rule: str) -> str:
+    """A pg_hba.conf line with `trust` replaced by the password method (comments kept)."""
+    rule_part, hash_mark, comment = rule.partition("#")
+    return _TRUST.sub(PASSWORD_METHOD, rule_part) + hash_mark + comment
+
 
 def as_system_user(*reachable: Path) -> dict:
     """`subprocess` arguments that run a server as SYSTEM_USER when we are root (PostgreSQL
@@ -251,12 +377,69 @@ def as_system_user(*reachable: Path) -> dict:
 
 
 def _let_through(path: Path) -> None:
-    """As root: let the server's user traverse every folder above `path` (execute bit only,
-    nothing becomes readable)."""
+    """As root: let the server's user traverse every folder above `path` that it could not,
+    and nobody else: an ACL entry for that user alone (`setfacl -m u:backoffice-pg:x`), never
+    the "other" bit, which would open a private folder to every local user. Nothing becomes
+    readable, and folders it can already traverse are left alone."""
+    uid = _ensure_system_user().pw_uid
     for parent in path.parents:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
+        st = parent.stat()
+        if st.st_mode & 0o001 or st.st_uid == uid:
+            continue
+        try:
+            _grant_traverse(parent, uid)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            # A file system without ACLs: the bit for everyone is the only way left; say so.
+            log.warning(
+                "%s: no ACLs on this file system; giving every local user the traverse bit "
+                "(o+x) so that %s can reach %s",
+                parent,
+                SYSTEM_USER,
+                path,
+            )
+            parent.chmod(st.st_mode | 0o001)
+
+
+# The kernel's POSIX ACL extended attribute: a version, then (tag, permissions, id) entries
+# sorted by tag and id (linux/posix_acl_xattr.h).
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_NO_ID = 0xFFFFFFFF
+_TRAVERSE = 0o1
+
+
+def _grant_traverse(folder: Path, uid: int) -> None:
+    """Add `user:<uid>:--x` to a folder's access ACL, keeping every entry it has."""
+    try:
+        raw = os.getxattr(folder, _ACL_XATTR)
+        entries = {(tag, id_): perm for tag, perm, id_ in struct.iter_unpack("<HHI", raw[4:])}
+    except OSError as exc:
+        if exc.errno != errno.ENODATA:
+            raise
+        mode = folder.stat().st_mode  # no ACL yet: the mode's three classes
+        entries = {
+            (_USER_OBJ, _NO_ID): mode >> 6 & 7,
+            (_GROUP_OBJ, _NO_ID): mode >> 3 & 7,
+            (_OTHER, _NO_ID): mode & 7,
+        }
+    entries[(_USER, uid)] = entries.get((_USER, uid), 0) | _TRAVERSE
+    # The mask caps the named entries and the owning group: it lets the new entry through,
+    # and takes nothing from the others (a new mask is the union of what they had).
+    if (_MASK, _NO_ID) in entries:
+        entries[(_MASK, _NO_ID)] |= _TRAVERSE
+    else:
+        mask = 0
+        for (tag, _), perm in entries.items():
+            if tag in (_USER, _GROUP_OBJ, _GROUP):
+                mask |= perm
+        entries[(_MASK, _NO_ID)] = mask
+    packed = struct.pack("<I", _ACL_VERSION) + b"".join(
+        struct.pack("<HHI", tag, perm, id_) for (tag, id_), perm in sorted(entries.items())
+    )
+    os.setxattr(folder, _ACL_XATTR, packed)
 
 
 def _ensure_system_user() -> pwd.struct_passwd:

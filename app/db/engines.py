@@ -136,9 +136,10 @@ def database_identity(conn: Connection) -> DatabaseIdentity:
 
 
 def log_sql_statements() -> None:
-    """LOG_DB_QUERIES: every statement SQLAlchemy sends, on stderr (never stdout, where
-    `--json` commands print their one object). Bulk jobs run their COPY and set-based
-    statements on the driver's cursor, so a million rows never make a million lines."""
+    """LOG_DB_QUERIES: every statement SQLAlchemy sends, without its parameters, on stderr
+    (never stdout, where `--json` commands print their one object). Bulk jobs run their COPY
+    and set-based statements on the driver's cursor, so a million rows never make a million
+    lines."""
     logger = logging.getLogger("sqlalchemy.engine")
     logger.setLevel(logging.INFO)
     if not logger.handlers and not logging.getLogger().handlers:
@@ -167,6 +168,9 @@ def _make_engine(
         pool_pre_ping=True,
         connect_args=connect_args,
         logging_name=name,
+        # Statement parameters are password and token hashes, emails, customers' values: never
+        # in the SQL log (LOG_DB_QUERIES) nor in an exception's message.
+        hide_parameters=True,
     )
     _live_engines.add(engine)
     role = name if name in (PRIMARY, DATA) else None  # single mode: one database for both

@@ -94,6 +94,7 @@ def target_engine(target: DatabaseTarget) -> Engine:
         target.url,
         poolclass=NullPool,
         connect_args={"prepare_threshold": None, "application_name": "backoffice-move"},
+        hide_parameters=True,  # as the app's engines: no row values in an error's message
     )
 
 
