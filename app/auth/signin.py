@@ -7,6 +7,7 @@ from datetime import datetime
 from flask import Request, Response
 
 from app.auth import services
+from app.auth.session_cache import Principal
 from app.auth.tokens import SESSION_COOKIE, token_hash
 from app.config import Settings
 from app.db.session import BackofficeSession
@@ -45,6 +46,13 @@ def sign_in(
             services.end_sessions(session, session_id=old.id, reason="replaced by a new login")
     session.commit()
     return user, row, token
+
+
+def sign_out(session: BackofficeSession, actor: services.Actor, principal: Principal) -> None:
+    """End the caller's session, everywhere at once, and record it; commits."""
+    services.end_sessions(session, session_id=principal.session_id, reason="logout")
+    actor.audit(session, "auth.logout", target_type="session", target_id=principal.session_id)
+    session.commit()
 
 
 def set_session_cookie(

@@ -12,7 +12,7 @@ from wtforms.validators import InputRequired, Length
 from app.auth import services
 from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip
-from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in
+from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
 from app.db.session import db_session
 from app.errors import APIError
 from app.web.forms import PublicForm
@@ -70,13 +70,7 @@ def login():
 @allow("viewer", while_password_change_required=True)
 def logout():
     response = redirect(url_for("web.login"))
-    if current_user.via == "session":
-        db = db_session()
-        services.end_sessions(db, session_id=current_user.session_id, reason="logout")
-        services.Actor.of(current_user, client_ip()).audit(
-            db, "auth.logout", target_type="session", target_id=current_user.session_id
-        )
-        db.commit()
+    sign_out(db_session(), services.Actor.of(current_user, client_ip()), current_user)
     clear_session_cookie(response)
     flash("Signed out.", "success")
     return response
