@@ -71,14 +71,3 @@ def test_static_files_cannot_leave_their_folder(client):
     assert client.get("/static/style.css").status_code == 200
     for path in ("/static/../__init__.py", "/static/%2e%2e/pages.py", "/static/..%2fpages.py"):
         assert client.get(path).status_code == 404, path
-
-
-def test_a_fragment_polled_after_the_session_ended_sends_the_page_to_sign_in(client):
-    answer = client.get(
-        "/imports/1/progress",
-        headers={"HX-Request": "true", "HX-Current-URL": "http://localhost/imports/1?page=2"},
-    )
-    assert answer.status_code == 204
-    assert answer.headers["HX-Redirect"] == "/login?next=/imports/1"
-    page = client.get("/imports/1")
-    assert page.status_code == 302 and page.headers["Location"] == "/login?next=/imports/1"

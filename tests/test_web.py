@@ -407,3 +407,28 @@ def test_upload_without_a_file_keeps_the_choices(visit, factory):
     v.page.get_by_role("button", name="Upload").click()
     assert v.page.locator("#file-error").inner_text() == "Choose a CSV file."
     assert v.page.get_by_label("Delimiter").input_value() == "semicolon"
+
+
+def test_sign_in_and_the_navigation_work_from_the_keyboard(visit, factory):
+    user = create_user(factory, "operator")
+    v = visit()
+    v.page.goto("/login")
+    v.page.keyboard.press("Tab")  # the skip link comes first
+    v.page.keyboard.press("Tab")
+    assert v.page.evaluate("document.activeElement.id") == "email"
+    v.page.keyboard.type(user.email)
+    v.page.keyboard.press("Tab")
+    v.page.keyboard.type(PASSWORD)
+    v.page.keyboard.press("Enter")
+    v.page.wait_for_url("**/")
+    # Focus is visible, and the links take it in order: the skip link, then the navigation.
+    v.page.keyboard.press("Tab")
+    assert v.page.evaluate("document.activeElement.textContent") == "Skip to content"
+    v.page.keyboard.press("Tab")
+    v.page.keyboard.press("Tab")
+    v.page.keyboard.press("Tab")
+    assert v.page.evaluate("document.activeElement.textContent") == "Customers"
+    outline = v.page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+    v.page.keyboard.press("Enter")
+    v.page.wait_for_url("**/customers")
