@@ -13,7 +13,15 @@ from flask import Flask, current_app
 
 
 def register_web(app: Flask) -> None:
-    from app.web import account, auth, customers, dashboard, imports  # noqa: F401  (views)
+    from app.web import (  # noqa: F401  (views)
+        account,
+        auth,
+        customers,
+        dashboard,
+        datasets,
+        imports,
+        transforms,
+    )
     from app.web.pages import (
         ENDED,
         bp,
