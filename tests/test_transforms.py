@@ -411,6 +411,7 @@ def test_transform_routes_and_datasets(app, bo, customer):
         ({"import_id": 999999, "dataset": "products"}, "not_found"),
         ({"import_id": import_id, "dataset": "nope"}, "unknown_dataset"),
         ({"import_id": "1", "dataset": "products"}, "invalid_field"),
+        ({"import_id": import_id, "dataset": "products", "max_rejects": 2**63}, "invalid_field"),
     ]:
         assert (
             client.post("/api/transforms", headers=headers, json=body).json["error"]["code"] == code
@@ -512,8 +513,9 @@ def test_a_preview_refuses_what_the_transform_refuses(bo, customer):
     import_id = staged(bo, customer, "sku,name,price\nS1,N,3\n")
     with pytest.raises(APIError, match="unit_price, currency of products match no header"):
         preview(bo, import_id)
-    with pytest.raises(APIError, match="max_rejects must be"):
-        preview(bo, import_id, mapping={"unit_price": "price"}, max_rejects=-1)
+    for limit in (-1, 2**63, True):
+        with pytest.raises(APIError, match="max_rejects must be"):
+            preview(bo, import_id, mapping={"unit_price": "price"}, max_rejects=limit)
 
 
 def test_dry_run_through_the_api_and_the_command(app, bo, customer, committed_env):

@@ -95,7 +95,7 @@ def test_preview_then_transform_followed_live_to_its_counts_and_rejects(
     v.page.get_by_label("Dataset").select_option("rates")
     v.page.get_by_label("carrier", exact=True).wait_for()
     assert v.page.get_by_label("currency", exact=True).input_value() == "currency"
-    assert path_of(v.page) == f"/imports/{import_id}?dataset=rates"
+    v.page.wait_for_url(f"**/imports/{import_id}?dataset=rates")  # pushed once swapped in
     v.page.get_by_label("Dataset").select_option("products")
     v.page.get_by_label("sku", exact=True).wait_for()
     v.page.screenshot(path=shots / "import-transform-form-1280.png", full_page=True)
@@ -173,6 +173,10 @@ def test_a_refused_mapping_is_shown_on_the_form_with_its_values(visit, factory, 
     assert v.page.get_by_label("category", exact=True).input_value() == "name"
     assert v.page.get_by_label("weight_kg", exact=True).input_value() == ""
     v.page.get_by_label("Max rejects").fill("-3")
+    v.page.get_by_role("button", name="Transform").click()
+    assert "at least 0" in v.page.locator("#max_rejects-error").inner_text()
+    v.page.get_by_label("unit_price", exact=True).select_option("unit_price")
+    v.page.get_by_label("Max rejects").fill(str(2**63))  # beyond what the database holds
     v.page.get_by_role("button", name="Transform").click()
     assert "at least 0" in v.page.locator("#max_rejects-error").inner_text()
     assert v.page.get_by_role("heading", name="Transforms").count() == 0

@@ -124,7 +124,9 @@ def _checked(
     if not isinstance(import_id, int) or isinstance(import_id, bool):
         raise APIError("import_id must be a whole number", code="invalid_field", status=422)
     if max_rejects is not None and (
-        not isinstance(max_rejects, int) or isinstance(max_rejects, bool) or max_rejects < 0
+        not isinstance(max_rejects, int)
+        or isinstance(max_rejects, bool)
+        or not 0 <= max_rejects < 2**63  # a bigint column
     ):
         raise APIError(
             "max_rejects must be a whole number of at least 0", code="invalid_field", status=422

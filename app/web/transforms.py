@@ -99,8 +99,9 @@ def transform_import(import_id: int):
 
     db = db_session()
     batch = imports.get_import(db, import_id)
+    header = batch.header or []
     dataset = DATASETS.get(request.form.get("dataset", ""))
-    form = transform_form(dataset or transforms.likely_dataset(batch.header or []), batch.header)
+    form = transform_form(dataset or transforms.likely_dataset(header), header)
     if dataset is None:
         form.form_errors.append("Choose a dataset.")
     elif form.validate():
