@@ -19,9 +19,11 @@ def register_web(app: Flask) -> None:
         auth,
         customers,
         dashboard,
+        datasets,
         exports,
         imports,
         jobs,
+        transforms,
         users,
     )
     from app.web.pages import (

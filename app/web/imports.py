@@ -16,6 +16,7 @@ from app.imports import service as imports
 from app.jobs import queue
 from app.web.forms import PageForm
 from app.web.pages import bp, job_fragment, page_number
+from app.web.transforms import transform_section
 
 PAGE_SIZE = 50
 DELIMITER_CHOICES = [
@@ -124,6 +125,11 @@ def new_import():
 def import_page(import_id: int):
     db = db_session()
     batch = imports.get_import(db, import_id)
+    return render_import_page(db, batch, **transform_section(batch))
+
+
+def render_import_page(db, batch, status: int = 200, **transform_parts):
+    """The import's page; `transform_parts`: its transform form, preview and transforms."""
     job = queue.get_job(db, batch.job_id) if batch.job_id else None
     page = page_number()
     rows = []
@@ -139,7 +145,8 @@ def import_page(import_id: int):
         page=page,
         pages=max(1, -(-(batch.rows_staged or 0) // PAGE_SIZE)),
         poll_url=url_for("web.import_progress", import_id=batch.id),
-    )
+        **transform_parts,
+    ), status
 
 
 @bp.get("/imports/<int:import_id>/progress")
