@@ -23,20 +23,8 @@ from app.db.session import session_scope
 from app.exports import service as exports
 from app.jobs import queue
 from app.transforms import service as transforms
-from tests import test_web
 from tests.conftest import create_user
-from tests.test_web import Visit, create_customer, path_of, upload
-
-# The browser, server and worker fixtures of tests/test_web.py, one of each for this module.
-base_url, chromium, factory, server, shots, visit, worker = (
-    test_web.base_url,
-    test_web.chromium,
-    test_web.factory,
-    test_web.server,
-    test_web.shots,
-    test_web.visit,
-    test_web.worker,
-)
+from tests.web.browser import Visit, create_customer, path_of, upload
 
 # A spreadsheet would run B-2's name as a formula.
 PRODUCTS = "sku,name,unit_price,currency\nA-1,Anvil,10.50,EUR\nB-2,=SUM(1),0.20,EUR\n"

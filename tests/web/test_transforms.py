@@ -11,20 +11,8 @@ from sqlalchemy import text
 
 from app import audit
 from app.customers.services import find_by_code
-from tests import test_web as web
 from tests.conftest import create_user
-from tests.test_web import PRODUCTS, create_customer, path_of, upload
-
-# The browser, the server, the worker and the page fixtures of the web pages' own module.
-base_url, chromium, factory, server, shots, visit, worker = (
-    web.base_url,
-    web.chromium,
-    web.factory,
-    web.server,
-    web.shots,
-    web.visit,
-    web.worker,
-)
+from tests.web.browser import PRODUCTS, create_customer, path_of, upload
 
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 # PRODUCTS against an empty catalogue: A-1 (its second row wins) and B-2 are new; line 4's

@@ -1,121 +1,14 @@
-"""The web pages in a real headless Chromium, against gunicorn: what staff see and can do.
-
-Screenshots of the main pages (1280 and 400 px wide) are saved under the run's temporary
-folder; the path is printed at the end of the module.
-"""
+"""The web pages in a real headless Chromium, against gunicorn: signing in, customers, imports,
+the rules every page keeps. Screenshots of the main pages (1280 and 400 px wide) are saved
+under the run's temporary folder; the path is printed at the end of each module."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit
 
-import pytest
-
-from app import create_app
-from tests.browser import CHROMIUM_ARGS, find_chromium
 from tests.conftest import PASSWORD, create_user
-from tests.harness import Gunicorn, WorkerProcess
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def factory(committed_env):
-    application = create_app(committed_env)
-    yield application.extensions["backoffice"].session_factory
-    application.extensions["backoffice"].close()
-
-
-@pytest.fixture(scope="module")
-def server(committed_env) -> Iterator[Gunicorn]:
-    gunicorn = Gunicorn(committed_env, workers=2)
-    yield gunicorn
-    gunicorn.stop()
-
-
-@pytest.fixture(scope="module")
-def worker(committed_env) -> Iterator[WorkerProcess]:
-    process = WorkerProcess({**committed_env, "WORKER_POLL_SECONDS": "0.2"})
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def base_url(server) -> str:
-    return f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    executable, reason = find_chromium()
-    if executable is None:
-        pytest.skip(reason)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("screenshots")
-    yield folder
-    print(f"\nscreenshots of the pages: {folder}")
-
-
-class Visit:
-    """One browser context (one person's browser): its page, its console errors, and every
-    request it made, to check that none left the origin."""
-
-    def __init__(self, browser, base_url: str, width: int = 1280) -> None:
-        self.base_url = base_url
-        self.context = browser.new_context(
-            base_url=base_url, viewport={"width": width, "height": 900}
-        )
-        self.page = self.context.new_page()
-        self.console_errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on(
-            "console",
-            lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None,
-        )
-        self.page.on("request", lambda req: self.requests.append(req.url))
-
-    def sign_in(self, email: str, password: str = PASSWORD) -> None:
-        self.page.goto("/login")
-        self.page.get_by_label("Email").fill(email)
-        self.page.get_by_label("Password").fill(password)
-        self.page.get_by_role("button", name="Sign in").click()
-        self.page.wait_for_load_state()
-
-    def foreign_requests(self) -> list[str]:
-        origin = urlsplit(self.base_url).netloc
-        return [url for url in self.requests if urlsplit(url).netloc not in (origin, "")]
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def visit(chromium, base_url):
-    opened: list[Visit] = []
-
-    def open_visit(width: int = 1280) -> Visit:
-        opened.append(Visit(chromium, base_url, width))
-        return opened[-1]
-
-    yield open_visit
-    for v in opened:
-        v.close()
-
-
-def path_of(page) -> str:
-    parts = urlsplit(page.url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+from tests.web.browser import PRODUCTS, create_customer, path_of, upload
 
 
 def test_anonymous_page_sends_to_sign_in_and_back(visit, factory):
@@ -328,34 +221,6 @@ def test_unknown_paths_answer_a_page_or_json_by_who_asks(visit, factory):
     api = v.page.request.get("/api/no-such-thing")
     assert api.status == 404
     assert api.json()["error"]["code"] == "not_found"
-
-
-PRODUCTS = (
-    "sku;name;unit_price;currency;weight_kg;active\r\n"
-    "A-1;Anvil;10.50;EUR;2;yes\r\n"
-    'B-2;"Bolt; zinc";0.20;EUR;0.01;no\r\n'
-    "C-3;Crate;abc;EUR;5;yes\r\n"  # a price that is not a number
-    "A-1;Anvil, again;11.00;EUR;2;yes\r\n"  # the key once more
-    "D-4;Drill;99;XXX;1.5;maybe\r\n"  # unknown currency, not a boolean
-)
-
-
-def create_customer(v: Visit, code: str) -> None:
-    v.page.goto("/customers/new")
-    v.page.get_by_label("Code").fill(code)
-    v.page.get_by_label("Name", exact=True).fill(f"{code} Trading")
-    v.page.get_by_role("button", name="Create").click()
-    assert re.fullmatch(r"/customers/\d+", path_of(v.page))
-
-
-def upload(v: Visit, tmp_path, code: str, content: str, name: str = "products.csv") -> None:
-    path = tmp_path / name
-    path.write_bytes(content.encode())
-    v.page.goto("/imports/new")
-    v.page.get_by_label("Customer").select_option(label=f"{code} · {code} Trading")
-    v.page.get_by_label("File").set_input_files(str(path))
-    v.page.get_by_role("button", name="Upload").click()
-    assert re.fullmatch(r"/imports/\d+", path_of(v.page))
 
 
 def test_upload_is_followed_live_until_its_rows_show(visit, factory, worker, tmp_path, shots):

@@ -1,22 +1,12 @@
 """Users, audit and my account's API tokens, in a real Chromium: what admins and staff see."""
 
-# ruff: noqa: F811  (pytest fixtures imported from the module that defines them)
-
 from __future__ import annotations
 
 import re
 import uuid
 
 from tests.conftest import PASSWORD, create_user
-from tests.test_web import (  # noqa: F401
-    base_url,
-    chromium,
-    factory,
-    path_of,
-    server,
-    shots,
-    visit,
-)
+from tests.web.browser import path_of
 
 
 def secret_on_page(v) -> str:
