@@ -13,7 +13,7 @@ from app.auth.login import client_ip
 from app.db.session import db_session
 from app.errors import APIError
 from app.models.primary.config import ROLES
-from app.web.forms import PageForm
+from app.web.forms import PageForm, options
 from app.web.pages import bp, secret_page
 
 
@@ -43,7 +43,7 @@ class TokenForm(PageForm):
         super().__init__(**kwargs)
         # A token never outranks its owner: offer the roles up to mine, mine first.
         mine = services.RANK[current_user.role]
-        self.role.choices = [(r, r) for r in reversed(ROLES) if services.RANK[r] <= mine]
+        self.role.choices = options((r, r) for r in reversed(ROLES) if services.RANK[r] <= mine)
 
 
 def _actor() -> services.Actor:

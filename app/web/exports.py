@@ -16,14 +16,14 @@ from app.db.session import db_session
 from app.errors import APIError
 from app.exports import service as exports
 from app.jobs import queue
-from app.web.forms import PageForm
+from app.web.forms import PageForm, active_customer_options, options
 from app.web.pages import bp, job_fragment
 
 
 class ExportForm(PageForm):
     dataset = SelectField("Dataset", [InputRequired(message="Choose a dataset.")])
     customer = SelectField("Customer", [InputRequired(message="Choose a customer.")])
-    format = SelectField("Format", choices=[(f, f) for f in exports.FORMATS])
+    format = SelectField("Format", choices=options((f, f) for f in exports.FORMATS))
     neutralize_formulas = BooleanField("Neutralize spreadsheet formulas")
 
     refusal_fields = {
@@ -50,12 +50,9 @@ def exports_list():
 @allow("operator")
 def new_export():
     db = db_session()
-    active, _ = customers.list_customers(db, status="active", limit=1000)
     form = ExportForm()
-    form.dataset.choices = [("", "Choose…")] + [(name, name) for name in DATASETS]
-    form.customer.choices = [("", "Choose…")] + [
-        (str(c.id), f"{c.code} · {c.name}") for c in active
-    ]
+    form.dataset.choices = options([("", "Choose…")] + [(name, name) for name in DATASETS])
+    form.customer.choices = active_customer_options(db)
     if request.method == "GET" and request.args.get("customer"):
         form.customer.data = request.args["customer"]
     if form.submitted and form.validate():
@@ -87,8 +84,8 @@ def new_export():
                 format=e.format,
                 neutralize_formulas=e.neutralize_formulas,
             )
-            code = next(c.code for c in active if c.id == e.customer_id)
-            flash(f"Export #{e.id} of {e.dataset} for {code} queued.", "success")
+            customer = customers.get_customer(db, e.customer_id)
+            flash(f"Export #{e.id} of {e.dataset} for {customer.code} queued.", "success")
             return redirect(url_for("web.export_page", export_id=e.id))
     status = 422 if form.submitted else 200
     return render_template("exports/new.html", title="New export", form=form), status

@@ -8,16 +8,20 @@ more, so a view can never be reached with a form that lacks it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app, request
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import Form
 from wtforms.csrf.core import CSRF
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from app.auth.login import current_session_token
 from app.auth.tokens import csrf_matches, csrf_token_for
+from app.customers import services as customers
+from app.db.session import BackofficeSession
 from app.errors import APIError
 
 
@@ -59,9 +63,9 @@ class PageForm(Form):
         name = self.refusal_fields.get(exc.code) or exc.message.split(" ", 1)[0]
         field = self._fields.get(name)
         if field is not None and name != "csrf_token":
-            field.errors = [*field.errors, _sentence(exc.message)]
+            field.errors = [*field.errors, sentence(exc.message)]
         else:
-            self.form_errors.append(_sentence(exc.message))
+            self.form_errors.append(sentence(exc.message))
 
 
 class PublicForm(PageForm):
@@ -72,5 +76,16 @@ class PublicForm(PageForm):
         csrf = False
 
 
-def _sentence(message: str) -> str:
+def sentence(message: str) -> str:
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+def options(pairs: Iterable[tuple[str, str]]) -> list[SelectChoice]:
+    """A select's choices from (value, label) pairs."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+def active_customer_options(session: BackofficeSession) -> list[SelectChoice]:
+    """The customers a new import or export may name: the active ones, by code."""
+    active, _ = customers.list_customers(session, status="active", limit=1000)
+    return options([("", "Choose…")] + [(str(c.id), f"{c.code} · {c.name}") for c in active])

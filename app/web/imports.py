@@ -14,7 +14,7 @@ from app.db.session import db_session
 from app.errors import APIError
 from app.imports import service as imports
 from app.jobs import queue
-from app.web.forms import PageForm
+from app.web.forms import PageForm, active_customer_options, options
 from app.web.pages import bp, job_fragment, page_number
 from app.web.transforms import transform_section
 
@@ -33,14 +33,16 @@ class UploadForm(PageForm):
     file = FileField("File")
     encoding = SelectField(
         "Encoding",
-        choices=[
-            ("", "UTF-8 (with or without BOM)"),
-            ("latin-1", "Latin-1 (ISO-8859-1)"),
-            ("windows-1252", "Windows-1252"),
-            ("iso-8859-15", "ISO-8859-15"),
-        ],
+        choices=options(
+            [
+                ("", "UTF-8 (with or without BOM)"),
+                ("latin-1", "Latin-1 (ISO-8859-1)"),
+                ("windows-1252", "Windows-1252"),
+                ("iso-8859-15", "ISO-8859-15"),
+            ]
+        ),
     )
-    delimiter = SelectField("Delimiter", choices=DELIMITER_CHOICES)
+    delimiter = SelectField("Delimiter", choices=options(DELIMITER_CHOICES))
 
     refusal_fields = {
         "unknown_customer": "customer",
@@ -71,11 +73,8 @@ def imports_list():
 @allow("operator", upload=True)
 def new_import():
     db = db_session()
-    active, _ = customers.list_customers(db, status="active", limit=1000)
     form = UploadForm()
-    form.customer.choices = [("", "Choose…")] + [
-        (str(c.id), f"{c.code} · {c.name}") for c in active
-    ]
+    form.customer.choices = active_customer_options(db)
     if request.method == "GET" and request.args.get("customer"):
         form.customer.data = request.args["customer"]
     if form.submitted and form.validate():

@@ -14,7 +14,7 @@ from app.db.session import db_session
 from app.errors import APIError
 from app.jobs import queue
 from app.models.data.workspace import Job
-from app.web.forms import _sentence
+from app.web.forms import sentence
 from app.web.pages import ENDED, bp, job_fragment, safe_next
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -86,7 +86,7 @@ def job_cancel(job_id: int):
         db.rollback()
         if exc.status == 404:
             raise
-        flash(_sentence(exc.message), "error")
+        flash(sentence(exc.message), "error")
     else:
         if cancelled.status in ENDED:
             flash(f"Job #{job_id} cancelled.", "success")

@@ -33,6 +33,7 @@ from app.auth.tokens import csrf_token_for
 from app.db.session import db_session
 from app.errors import APIError, DatabaseUnavailable
 from app.models.data.workspace import Job
+from app.web.forms import sentence
 
 bp = Blueprint("web", __name__, template_folder="templates")
 T = TypeVar("T")
@@ -155,7 +156,7 @@ def secret_page(title: str, label: str, secret: str, advice: str, next_url: str)
 
 def refused_back(exc: APIError, target: str) -> Response:
     """A button's action the service refused: say why on the page it came from."""
-    flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+    flash(sentence(exc.message), "error")
     return redirect(target)
 
 

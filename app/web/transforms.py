@@ -21,7 +21,7 @@ from app.imports import service as imports
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch
 from app.transforms import service as transforms
-from app.web.forms import PageForm
+from app.web.forms import PageForm, options
 from app.web.pages import bp, job_fragment, page_number
 
 PAGE_SIZE = 50
@@ -56,7 +56,7 @@ def transform_form(dataset: Dataset, header: list[str]) -> TransformForm:
     """The form for a dataset: each column's select lists the file's headers and "(none)",
     pre-filled by the default rule (names equal ignoring case, spaces and underscores)."""
     chosen = transforms.by_name(dataset, header)
-    choices = [("", "(none)")] + [(h, h) for h in header]
+    choices = options([("", "(none)")] + [(h, h) for h in header])
 
     class Form(TransformForm):
         pass

@@ -14,10 +14,10 @@ from app.auth.login import client_ip
 from app.db.session import db_session
 from app.errors import APIError
 from app.models.primary.config import ROLES, User
-from app.web.forms import PageForm
+from app.web.forms import PageForm, options
 from app.web.pages import bp, refused_back, secret_page
 
-ROLE_CHOICES = [(role, role) for role in ROLES]
+ROLE_CHOICES = options((role, role) for role in ROLES)
 
 
 class NewUserForm(PageForm):
