@@ -17,6 +17,7 @@ from app.auth.cli import users_cli
 from app.customers.cli import customers_cli
 from app.db import migrations
 from app.db.schemas import DATA, ENGINE_ROLES, PRIMARY, EngineRole
+from app.demo import demo_command
 from app.errors import ConfigError, DatabaseUnavailable, first_line
 from app.jobs.cli import COMMANDS as job_commands
 
@@ -345,7 +346,7 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (db_cli, serve, doctor, users_cli, customers_cli, *job_commands)
+COMMANDS = (db_cli, serve, doctor, users_cli, customers_cli, *job_commands, demo_command)
 
 
 def register_commands(app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, has_request_context, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -47,6 +47,12 @@ class APIError(Exception):
 
 
 def error_response(code: str, message: str, status: int):
+    """JSON for API callers; a page for a browser, when the web pages registered one."""
+    page = current_app.extensions.get("error_page") if has_request_context() else None
+    if page is not None:
+        answer = page(code, message, status)
+        if answer is not None:
+            return answer
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     return response

@@ -34,10 +34,40 @@ def test_a_route_without_a_declaration_is_refused(make_env):
         application.extensions["backoffice"].close()
 
 
-def test_public_routes_are_only_login_and_health(app):
+def test_public_routes_are_only_sign_in_health_and_static_files(app):
     public = sorted(
         rule.rule
         for rule in app.url_map.iter_rules()
         if access_rule(app.view_functions[rule.endpoint]) == PUBLIC
     )
-    assert public == ["/api/auth/login", "/health/live", "/health/ready"]
+    assert public == [
+        "/api/auth/login",
+        "/health/live",
+        "/health/ready",
+        "/login",
+        "/static/<path:filename>",
+    ]
+
+
+def test_a_page_without_a_declaration_is_refused_with_a_page(make_env):
+    application = create_app(make_env("undeclared"))
+    extra = Blueprint("extra", __name__)
+
+    @extra.get("/forgotten-page")
+    def forgotten():
+        return "<p>secret</p>"
+
+    application.register_blueprint(extra)
+    try:
+        response = application.test_client().get("/forgotten-page")
+        assert response.status_code == 403
+        assert response.mimetype == "text/html"
+        assert "secret" not in response.get_data(as_text=True)
+    finally:
+        application.extensions["backoffice"].close()
+
+
+def test_static_files_cannot_leave_their_folder(client):
+    assert client.get("/static/style.css").status_code == 200
+    for path in ("/static/../__init__.py", "/static/%2e%2e/pages.py", "/static/..%2fpages.py"):
+        assert client.get(path).status_code == 404, path

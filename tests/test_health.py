@@ -112,13 +112,17 @@ def test_ready_names_the_engine_that_is_down_and_recovers(spare_app, split):
     assert client.get("/health/ready").json == {"status": "ready"}
 
 
-def test_http_errors_are_json_never_html(client):
-    response = client.get("/no/such/route")
+def test_api_errors_are_json_and_page_errors_are_pages(client):
+    response = client.get("/api/no/such/route")
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
     response = client.post("/health/live")
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "<h1>Not found</h1>" in response.get_data(as_text=True)
 
 
 def test_with_the_data_engine_down_auth_and_customers_work_and_data_routes_say_so(spare_app, split):
@@ -142,6 +146,14 @@ def test_with_the_data_engine_down_auth_and_customers_work_and_data_routes_say_s
     assert client.get("/api/jobs").json["error"]["code"] == "data_engine_unavailable"
     assert client.get("/api/customers").status_code == 200, "the primary keeps serving"
     assert client.get("/api/auth/me").status_code == 200
+    # The pages too: customers and the account work, a data page names the engine that is down.
+    assert client.get("/customers").status_code == 200
+    assert client.get("/account").status_code == 200
+    page = client.get("/imports")
+    assert page.status_code == 503 and page.mimetype == "text/html"
+    assert "The data database is unavailable" in page.get_data(as_text=True)
+    dashboard = client.get("/").get_data(as_text=True)
+    assert "unreachable" in dashboard and "the queue cannot be read" in dashboard
     again = application.test_client()
     assert login(again, operator.email)
 

@@ -9,7 +9,8 @@ from app.api.body import json_body, string_field
 from app.auth import services
 from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip, current_session_token
-from app.auth.tokens import SESSION_COOKIE, csrf_token_for, token_hash
+from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
+from app.auth.tokens import csrf_token_for
 from app.db.session import db_session
 from app.errors import APIError
 from app.models.primary.config import UserSession
@@ -37,37 +38,18 @@ def _actor() -> services.Actor:
 @allow(PUBLIC)
 def login():
     body = json_body(allowed={"email", "password"}, required={"email", "password"})
-    db = db_session()
-    try:
-        user, row, token = services.login(
-            db,
-            _settings(),
-            email=body["email"],
-            password=body["password"],
-            client_ip=client_ip(),
-            user_agent=request.headers.get("User-Agent"),
-        )
-    except APIError:
-        db.commit()  # the failure count and the audit row stay
-        raise
-    previous = request.cookies.get(SESSION_COOKIE)
-    if previous:  # nothing from before this login survives it
-        old = db.query(UserSession).filter_by(token_hash=token_hash(previous)).one_or_none()
-        if old is not None and old.id != row.id:
-            services.end_sessions(db, session_id=old.id, reason="replaced by a new login")
-    db.commit()
+    user, row, token = sign_in(
+        db_session(),
+        _settings(),
+        request,
+        email=body["email"],
+        password=body["password"],
+        client_ip=client_ip(),
+    )
     response = jsonify(
         user=user.as_dict(), csrf_token=csrf_token_for(current_app.secret_key, token)
     )
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        expires=row.expires_at,
-        httponly=True,
-        samesite="Lax",
-        secure=_settings().cookie_secure,
-        path="/",
-    )
+    set_session_cookie(response, _settings(), token, row.expires_at)
     return response
 
 
@@ -80,12 +62,9 @@ def logout():
             code="not_a_session",
             status=400,
         )
-    db = db_session()
-    services.end_sessions(db, session_id=current_user.session_id, reason="logout")
-    _actor().audit(db, "auth.logout", target_type="session", target_id=current_user.session_id)
-    db.commit()
+    sign_out(db_session(), _actor(), current_user)
     response = Response(status=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax")
+    clear_session_cookie(response)
     return response
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
-from flask import Blueprint, current_app, jsonify, send_file
+from flask import Blueprint, Response, current_app, jsonify, send_file
 from flask_login import current_user
 
 from app.api.body import json_body
 from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.db.session import db_session
-from app.errors import APIError
 from app.exports import service as exports
 from app.jobs import queue
 
@@ -64,29 +61,23 @@ def get_export(export_id: int):
 @bp.get("/<int:export_id>/download")
 @allow("viewer")
 def download(export_id: int):
-    """The file, streamed. Every role may read every customer's data; the customer must
-    still exist (a deleted customer's exports are not served)."""
-    bo = current_app.extensions["backoffice"]
+    return send_download(export_id)
+
+
+def send_download(export_id: int) -> Response:
+    """The export's file, streamed as an attachment: for this route and the export's page."""
     db = db_session()
-    e = exports.get(db, export_id)
-    if e.status != "succeeded" or not e.file_name:
-        raise APIError(f"export {export_id} is {e.status}, not ready", code="not_ready", status=409)
-    customer = bo.references.lookup(db, "customer", e.customer_id)
-    if not customer.exists:
-        raise APIError(f"no export with id {export_id}", code="not_found", status=404)
-    handle = exports.open_download(bo, e)
+    ready = exports.ready_download(db, current_app.extensions["backoffice"], export_id)
+    e = ready.export
     try:  # recorded before a byte is sent: a download the log does not show never happens
         audit_bulk_action(
             db, "export.download", "export", e.id, customer_id=e.customer_id, dataset=e.dataset
         )
     except BaseException:
-        handle.close()
+        ready.handle.close()
         raise
     response = send_file(
-        handle,
-        mimetype="application/gzip" if e.format == "csv.gz" else "text/csv",
-        as_attachment=True,
-        download_name=f"{e.dataset}-{customer.label}-{e.id}.{e.format}",
+        ready.handle, mimetype=ready.mimetype, as_attachment=True, download_name=ready.name
     )
-    response.content_length = os.fstat(handle.fileno()).st_size
+    response.content_length = ready.size
     return response

@@ -66,7 +66,13 @@ def get_job(job_id: int):
 @bp.post("/<int:job_id>/cancel")
 @allow("operator")
 def cancel_job(job_id: int):
-    db = db_session()
+    return jsonify(job=job_json(cancel_recorded(db_session(), job_id))), 202
+
+
+def cancel_recorded(db, job_id: int) -> Job:
+    """Cancel a job and record who did, for this route and the pages alike: stopping someone's
+    import or export is a bulk action too."""
     job = queue.request_cancel(db, queue.get_job(db, job_id))
     db.commit()
-    return jsonify(job=job_json(job)), 202
+    audit_bulk_action(db, "job.cancel", "job", job.id, customer_id=job.customer_id, kind=job.kind)
+    return job

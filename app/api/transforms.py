@@ -10,6 +10,7 @@ from app.api.jobs import audit_bulk_action, job_json, job_of
 from app.auth.access import allow
 from app.datasets import DATASETS
 from app.db.session import db_session
+from app.errors import APIError
 from app.jobs import queue
 from app.transforms import service as transforms
 
@@ -26,11 +27,24 @@ def list_datasets():
 @allow("operator")
 def create_transform():
     body = json_body(
-        allowed={"import_id", "dataset", "mapping", "max_rejects"},
+        allowed={"import_id", "dataset", "mapping", "max_rejects", "dry_run"},
         required={"import_id", "dataset"},
     )
     bo = current_app.extensions["backoffice"]
     db = db_session()
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise APIError("dry_run must be true or false", code="invalid_field", status=422)
+    if dry_run:  # nothing is created: no job, no audit entry
+        found = transforms.preview(
+            db,
+            bo.references,
+            import_id=body["import_id"],
+            dataset=body["dataset"],
+            mapping=body.get("mapping"),
+            max_rejects=body.get("max_rejects"),
+        )
+        return jsonify(preview=found.as_dict())
     t = transforms.create(
         db,
         bo.references,

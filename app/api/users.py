@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-
 from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 
 from app.api.auth import no_store
 from app.api.body import json_body
-from app.auth import services
+from app.auth import passwords, services
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.db.session import db_session
@@ -28,7 +26,7 @@ def password_or_temporary(body: dict) -> tuple[str, bool]:
     """The password given, or a generated temporary one (20 characters, 120 bits)."""
     password = body.get("password")
     if password is None:
-        return secrets.token_urlsafe(15), True
+        return passwords.temporary_password(), True
     if not isinstance(password, str):
         raise APIError("password must be a string", code="invalid_field", status=422)
     return password, False

@@ -25,15 +25,22 @@ from app.errors import APIError
 PUBLIC = "public"
 METRICS = "metrics"  # an admin, or `Authorization: Bearer <METRICS_TOKEN>` (a scraper)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+UPLOAD_SLACK = 16 * 1024  # a form's other fields and the multipart boundaries
 
 View = TypeVar("View", bound=Callable)
 
 
 def allow(
-    rule: str, *, while_password_change_required: bool = False, session_only: bool = False
+    rule: str,
+    *,
+    while_password_change_required: bool = False,
+    session_only: bool = False,
+    upload: bool = False,
 ) -> Callable[[View], View]:
     """Declare who may use a view: PUBLIC, "viewer", "operator" or "admin"; `session_only`:
-    through a logged-in session, not an API token."""
+    through a logged-in session, not an API token; `upload`: a form that carries a file, read
+    up to MAX_UPLOAD_BYTES instead of the JSON limit."""
     if rule not in (PUBLIC, METRICS) and rule not in services.RANK:
         raise ValueError(f"unknown access rule {rule!r}")
 
@@ -41,6 +48,7 @@ def allow(
         view.access_rule = rule  # type: ignore[attr-defined]
         view.allowed_during_password_change = while_password_change_required  # type: ignore
         view.session_only = session_only  # type: ignore[attr-defined]
+        view.accepts_upload = upload  # type: ignore[attr-defined]
         return view
 
     return mark
@@ -48,6 +56,17 @@ def allow(
 
 def access_rule(view: Callable | None) -> str | None:
     return getattr(view, "access_rule", None)
+
+
+def _offered_csrf(view: Callable | None) -> str | None:
+    """The CSRF token a request carries: a script's header, or a page form's hidden field."""
+    offered = request.headers.get("X-CSRF-Token")
+    if offered is None and request.mimetype in FORM_TYPES:
+        if getattr(view, "accepts_upload", False):
+            limit = current_app.extensions["backoffice"].settings.max_upload_bytes
+            request.max_content_length = limit + UPLOAD_SLACK
+        offered = request.form.get("csrf_token")
+    return offered
 
 
 def enforce() -> None:
@@ -72,8 +91,7 @@ def enforce() -> None:
         raise APIError("log in, or send an API token", code="unauthenticated", status=401)
     if request.method in UNSAFE_METHODS and principal.via == "session":
         token = current_session_token()
-        offered = request.headers.get("X-CSRF-Token")
-        if token is None or not csrf_matches(current_app.secret_key, token, offered):
+        if token is None or not csrf_matches(current_app.secret_key, token, _offered_csrf(view)):
             raise APIError("missing or wrong X-CSRF-Token header", code="csrf_failed", status=403)
     if principal.must_change_password and not getattr(view, "allowed_during_password_change", 0):
         raise APIError(

@@ -7,6 +7,7 @@ parameters verifies, and is replaced on the next successful login.
 from __future__ import annotations
 
 import functools
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -57,3 +58,9 @@ def check_policy(password: str, *, email: str | None = None) -> None:
         )
     if email and password.strip().lower() == email.strip().lower():
         raise APIError("the password must not be the email", code="weak_password", status=422)
+
+
+def temporary_password() -> str:
+    """A generated password for a new user or a reset: 20 characters, 120 bits, shown once and
+    to be changed at the first sign-in."""
+    return secrets.token_urlsafe(15)

@@ -7,6 +7,7 @@ forgets what it knew of the customer (app/references.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Column, func, or_, select, text
@@ -50,6 +51,15 @@ def get_customer(session: BackofficeSession, customer_id: int) -> Customer:
 
 def find_by_code(session: BackofficeSession, code: str) -> Customer | None:
     return session.scalar(select(Customer).where(Customer.code == code.strip().upper()))
+
+
+def customers_by_id(session: BackofficeSession, ids: Iterable[int]) -> dict[int, Customer]:
+    """The customers a page of data-engine rows names, in one query (never a join across
+    engines: they may be two servers)."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    return {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
 
 
 def list_customers(

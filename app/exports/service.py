@@ -14,6 +14,7 @@ import gzip
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -125,6 +126,45 @@ def create(
 
 def get(session: BackofficeSession, export_id: int) -> Export:
     return session.get_or_404(Export, export_id, "export")
+
+
+def list_exports(
+    session: BackofficeSession, *, customer_id: int | None = None, limit: int = 100
+) -> list[Export]:
+    query = select(Export).order_by(Export.id.desc()).limit(limit)
+    if customer_id:
+        query = query.where(Export.customer_id == customer_id)
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Download:
+    """An export's file, open, with what a response needs to serve it as an attachment."""
+
+    export: Export
+    handle: BinaryIO
+    name: str
+    mimetype: str
+    size: int
+
+
+def ready_download(session: BackofficeSession, bo, export_id: int) -> Download:
+    """The file of a finished export, open for reading. Every role may read every customer's
+    data; the customer must still exist (a deleted customer's exports are not served)."""
+    e = get(session, export_id)
+    if e.status != "succeeded" or not e.file_name:
+        raise APIError(f"export {export_id} is {e.status}, not ready", code="not_ready", status=409)
+    customer = bo.references.lookup(session, "customer", e.customer_id)
+    if not customer.exists:
+        raise APIError(f"no export with id {export_id}", code="not_found", status=404)
+    handle = open_download(bo, e)
+    return Download(
+        export=e,
+        handle=handle,
+        name=f"{e.dataset}-{customer.label}-{e.id}.{e.format}",
+        mimetype="application/gzip" if e.format == "csv.gz" else "text/csv",
+        size=os.fstat(handle.fileno()).st_size,
+    )
 
 
 def open_download(bo, e: Export) -> BinaryIO:

@@ -214,10 +214,17 @@ def _describe_transform(transform_id: int):
     type=click.IntRange(min=0),
     help="Fail, publishing nothing, above this many rejected rows.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Cast and check the first rows, print what would happen, write nothing.",
+)
 @click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @with_appcontext
-def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_json) -> None:
+def transform_command(
+    import_id, dataset, mappings, max_rejects, dry_run, run_async, as_json
+) -> None:
     """Cast a staged import into a dataset's reference table for its customer."""
     from app.transforms import service as transforms
 
@@ -228,6 +235,24 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
             raise click.BadParameter(f"{item!r}: use COLUMN=HEADER", param_hint="--map")
         mapping[column.strip()] = header
     bo = _bo()
+    if dry_run:
+        if run_async:
+            raise click.BadParameter("a dry run runs here at once", param_hint="--async")
+        try:
+            with _scope() as session:
+                found = transforms.preview(
+                    session,
+                    bo.references,
+                    import_id=import_id,
+                    dataset=dataset,
+                    mapping=mapping or None,
+                    max_rejects=max_rejects,
+                )
+                session.rollback()
+        except APIError as exc:
+            _refuse(exc)
+        _print_preview(found, as_json)
+        return
     try:
         with _scope() as session:
             t = transforms.create(
@@ -253,6 +278,27 @@ def transform_command(import_id, dataset, mappings, max_rejects, run_async, as_j
         dataset=dataset,
     )
     _run_or_queue(job_id, run_async, as_json, "transforming", _describe_transform(transform_id))
+
+
+def _print_preview(found, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"preview": found.as_dict()}, default=str))
+        return
+    which = (
+        f"all {found.rows:,} rows"
+        if found.complete
+        else f"the first {found.rows:,} of {found.rows_staged:,} rows"
+    )
+    click.echo(
+        f"preview: {which} of import {found.import_id} as {found.dataset}; nothing was written"
+    )
+    click.echo(", ".join(f"{name} {found.counts[name]:,}" for name in found.counts))
+    if found.over_max_rejects:
+        click.echo(f"more than --max-rejects {found.max_rejects}: the transform would fail")
+    for r in found.rejects:
+        click.echo(f"line {r['line']}, {r['column']}: {r['value']!r}: {r['reason']}")
+    if found.counts["rejected"] > len({r["line"] for r in found.rejects}):
+        click.echo("... the first rejected rows only")
 
 
 @click.command("export")

@@ -137,9 +137,12 @@ def list_jobs(
     status: str | None = None,
     kind: str | None = None,
     customer_id: int | None = None,
+    created_by: int | None = None,
     limit: int = 100,
 ) -> list[Job]:
     query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if created_by:
+        query = query.where(Job.created_by == created_by)
     if status:
         query = query.where(Job.status == status)
     if kind:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, func, select, text
 
 from app.datasets import DATASETS
+from app.datasets.base import Dataset
 from app.db.session import BackofficeSession
 from app.errors import APIError
 from app.jobs import queue
@@ -26,6 +28,10 @@ from app.models.data.workspace import ImportBatch, Transform, TransformError
 from app.transforms.sql import Plan
 
 BATCH = 250_000  # rows cast per statement (one progress step)
+# A preview casts this many rows at most, in the request that asks (docs/DATASETS.md), and
+# lists the refused values of the first PREVIEW_REJECTS refused rows.
+PREVIEW_ROWS = 10_000
+PREVIEW_REJECTS = 20
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 
 
@@ -34,11 +40,30 @@ def normalize(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name.lower())
 
 
+def by_name(dataset: Dataset, header: list[str]) -> dict[str, str]:
+    """The default mapping: each column takes the first header of the same normalized name."""
+    by_normal: dict[str, str] = {}
+    for head in header:
+        by_normal.setdefault(normalize(head), head)
+    return {
+        f.name: by_normal[normalize(f.name)]
+        for f in dataset.fields
+        if normalize(f.name) in by_normal
+    }
+
+
+def likely_dataset(header: list[str]) -> Dataset:
+    """The dataset whose columns the most headers match (the first declared on a tie)."""
+    return max(DATASETS.values(), key=lambda d: len(by_name(d, header)))
+
+
 def resolve_mapping(
-    dataset_name: object, header: list[str], explicit: object
+    dataset_name: object, header: list[str], explicit: object, *, match_names: bool = True
 ) -> tuple[dict[str, str], list[str]]:
     """(field -> header name, extra headers). Refuses unknown fields or headers, and required
-    fields that nothing maps, naming them, before any work starts."""
+    fields that nothing maps, naming them, before any work starts. `match_names=False`: the
+    explicit mapping is the whole mapping (a form that lists every column, some left unmapped
+    on purpose)."""
     dataset = DATASETS.get(dataset_name) if isinstance(dataset_name, str) else None
     if dataset is None:
         raise APIError(
@@ -69,12 +94,9 @@ def resolve_mapping(
                     status=422,
                 )
             mapping[field] = head
-    by_normal = {}
-    for head in header:
-        by_normal.setdefault(normalize(head), head)
-    for f in dataset.fields:
-        if f.name not in mapping and normalize(f.name) in by_normal:
-            mapping[f.name] = by_normal[normalize(f.name)]
+    if match_names:
+        for name, head in by_name(dataset, header).items():
+            mapping.setdefault(name, head)
     missing = [f.name for f in dataset.fields if f.required and f.name not in mapping]
     if missing:
         raise APIError(
@@ -87,21 +109,24 @@ def resolve_mapping(
     return mapping, [h for h in header if h not in used]
 
 
-def create(
+def _checked(
     session: BackofficeSession,
     references,
     *,
     import_id: object,
     dataset: object,
-    mapping: object = None,
-    max_rejects: object = None,
-    created_by: int | None,
-    max_attempts: int = 3,
-) -> Transform:
+    mapping: object,
+    max_rejects: object,
+    match_names: bool,
+) -> tuple[ImportBatch, dict[str, str], list[str]]:
+    """What a transform and its preview both refuse before any work: (the staged import, the
+    mapping, the extra headers)."""
     if not isinstance(import_id, int) or isinstance(import_id, bool):
         raise APIError("import_id must be a whole number", code="invalid_field", status=422)
     if max_rejects is not None and (
-        not isinstance(max_rejects, int) or isinstance(max_rejects, bool) or max_rejects < 0
+        not isinstance(max_rejects, int)
+        or isinstance(max_rejects, bool)
+        or not 0 <= max_rejects < 2**63  # a bigint column
     ):
         raise APIError(
             "max_rejects must be a whole number of at least 0", code="invalid_field", status=422
@@ -112,7 +137,31 @@ def create(
             f"import {import_id} is {batch.status}, not staged", code="not_staged", status=409
         )
     references.customer(session, batch.customer_id)
-    resolved, extra = resolve_mapping(dataset, batch.header or [], mapping)
+    resolved, extra = resolve_mapping(dataset, batch.header or [], mapping, match_names=match_names)
+    return batch, resolved, extra
+
+
+def create(
+    session: BackofficeSession,
+    references,
+    *,
+    import_id: object,
+    dataset: object,
+    mapping: object = None,
+    max_rejects: object = None,
+    created_by: int | None,
+    max_attempts: int = 3,
+    match_names: bool = True,
+) -> Transform:
+    batch, resolved, extra = _checked(
+        session,
+        references,
+        import_id=import_id,
+        dataset=dataset,
+        mapping=mapping,
+        max_rejects=max_rejects,
+        match_names=match_names,
+    )
     transform = Transform(
         import_id=batch.id,
         dataset=dataset,
@@ -137,19 +186,165 @@ def create(
     return transform
 
 
+@dataclass
+class Preview:
+    """What a transform of the first `rows` staged rows would do, and its first refusals."""
+
+    import_id: int
+    dataset: str
+    mapping: dict[str, str]
+    extra_headers: list[str]
+    rows: int  # staged rows previewed
+    rows_staged: int
+    counts: dict[str, int]
+    rejects: list[dict[str, Any]]  # line, column, value, reason of the first rejected rows
+    max_rejects: int | None
+
+    @property
+    def complete(self) -> bool:
+        return self.rows >= self.rows_staged
+
+    @property
+    def over_max_rejects(self) -> bool:
+        return self.max_rejects is not None and self.counts["rejected"] > self.max_rejects
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "import_id": self.import_id,
+            "dataset": self.dataset,
+            "mapping": self.mapping,
+            "extra_headers": self.extra_headers,
+            "rows_previewed": self.rows,
+            "rows_staged": self.rows_staged,
+            "complete": self.complete,
+            **self.counts,
+            "over_max_rejects": self.over_max_rejects,
+            "rejects": self.rejects,
+        }
+
+
+def preview(
+    session: BackofficeSession,
+    references,
+    *,
+    import_id: object,
+    dataset: object,
+    mapping: object = None,
+    max_rejects: object = None,
+    match_names: bool = True,
+) -> Preview:
+    """A dry run: the transform's own cast, checks and counting of the first PREVIEW_ROWS
+    staged rows, in a savepoint that is rolled back. Nothing is written anywhere: the cast rows
+    go to a temporary table dropped with the savepoint, and the upsert's outcome is counted
+    against the stored rows instead of being run."""
+    batch, resolved, extra = _checked(
+        session,
+        references,
+        import_id=import_id,
+        dataset=dataset,
+        mapping=mapping,
+        max_rejects=max_rejects,
+        match_names=match_names,
+    )
+    total = batch.rows_staged or 0
+    rows = min(total, PREVIEW_ROWS)
+    plan = _plan(batch, DATASETS[dataset], resolved, f"preview_{batch.id}", temporary=True)
+    conn = session.connection_for("data")
+    refusal = server_refusal(conn)
+    if refusal:
+        raise APIError(refusal, code="unsupported_server", status=503)
+    cursor = conn.connection.dbapi_connection.cursor()
+    cursor.execute("SAVEPOINT preview")
+    try:
+        cursor.execute("SET LOCAL timezone = 'UTC'")  # undone with the savepoint
+        cursor.execute(plan.typed_table())
+        rejected = cursor.execute(plan.cast_batch(), (0, rows)).fetchone()[0]
+        inserted, updated, distinct = cursor.execute(plan.would_write(batch.customer_id)).fetchone()
+        rejects = [
+            {"line": line, "column": column, "value": value, "reason": reason}
+            for line, column, value, reason in cursor.execute(plan.refusals(PREVIEW_REJECTS))
+        ]
+    finally:
+        cursor.execute("ROLLBACK TO SAVEPOINT preview")
+        cursor.execute("RELEASE SAVEPOINT preview")
+    return Preview(
+        import_id=batch.id,
+        dataset=dataset,
+        mapping=resolved,
+        extra_headers=extra,
+        rows=rows,
+        rows_staged=total,
+        counts={
+            "inserted": inserted,
+            "updated": updated,
+            "unchanged": distinct - inserted - updated,
+            "rejected": rejected,
+            "superseded": rows - rejected - distinct,
+        },
+        rejects=rejects,
+        max_rejects=max_rejects,
+    )
+
+
+def _plan(
+    batch, dataset: Dataset, mapping: dict[str, str], typed: str, *, temporary: bool = False
+) -> Plan:
+    header = batch.header or []
+    return Plan(
+        dataset,
+        f"import_{batch.id}",
+        {f: header.index(h) + 1 for f, h in mapping.items()},
+        typed=typed,
+        temporary=temporary,
+    )
+
+
+def server_refusal(conn: Connection, *, counting: bool = False) -> str | None:
+    """Why the data server cannot run a transform, or None. `counting`: the real run counts
+    its inserts with the server's statistics; a preview does not."""
+    if int(conn.execute(text("SHOW server_version_num")).scalar()) < 160000:
+        return "transforms need PostgreSQL 16 or newer on the data engine"
+    if counting and not conn.execute(text("SELECT current_setting('track_counts')::bool")).scalar():
+        return (
+            "transforms count inserted rows with the server's statistics: set "
+            "track_counts = on on the data engine (autovacuum needs it too)"
+        )
+    return None
+
+
 def get(session: BackofficeSession, transform_id: int) -> Transform:
     return session.get_or_404(Transform, transform_id, "transform")
+
+
+def of_import(session: BackofficeSession, import_id: int) -> list[Transform]:
+    """An import's transforms, newest first."""
+    query = select(Transform).where(Transform.import_id == import_id)
+    return list(session.scalars(query.order_by(Transform.id.desc())))
 
 
 def errors_of_import(
     session: BackofficeSession, import_id: int, *, offset: int, limit: int
 ) -> tuple[list[TransformError], int]:
-    query = select(TransformError).where(TransformError.import_id == import_id)
+    return _errors(
+        session,
+        TransformError.import_id == import_id,
+        TransformError.transform_id.desc(),
+        offset=offset,
+        limit=limit,
+    )
+
+
+def errors_of_transform(
+    session: BackofficeSession, transform_id: int, *, offset: int, limit: int
+) -> tuple[list[TransformError], int]:
+    return _errors(session, TransformError.transform_id == transform_id, offset=offset, limit=limit)
+
+
+def _errors(session, where, *order, offset: int, limit: int) -> tuple[list[TransformError], int]:
+    query = select(TransformError).where(where)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.order_by(TransformError.transform_id.desc(), TransformError.line, TransformError.id)
-        .offset(offset)
-        .limit(limit)
+        query.order_by(*order, TransformError.line, TransformError.id).offset(offset).limit(limit)
     )
     return list(rows), total
 
@@ -176,20 +371,11 @@ class TransformJob:
             batch = conn.execute(
                 select(ImportBatch.__table__).where(ImportBatch.id == t.import_id)
             ).one()
-            version = conn.execute(text("SHOW server_version_num")).scalar()
-            if int(version) < 160000:
-                raise JobFailed("transforms need PostgreSQL 16 or newer on the data engine")
-            if not conn.execute(text("SELECT current_setting('track_counts')::bool")).scalar():
-                raise JobFailed(
-                    "transforms count inserted rows with the server's statistics: set "
-                    "track_counts = on on the data engine (autovacuum needs it too)"
-                )
-        header = batch.header or []
-        plan = Plan(
-            DATASETS[t.dataset],
-            f"import_{batch.id}",
-            {f: header.index(h) + 1 for f, h in t.mapping.items()},
-            typed=f"transform_{t.id}_a{ctx.claim.attempt}",
+            refusal = server_refusal(conn, counting=True)
+            if refusal:
+                raise JobFailed(refusal)
+        plan = _plan(
+            batch, DATASETS[t.dataset], t.mapping, f"transform_{t.id}_a{ctx.claim.attempt}"
         )
         total = batch.rows_staged or 0
         rejected = self._cast(ctx, plan, t.id, total)

@@ -109,10 +109,13 @@ class Plan:
     staging: str  # workspace.import_<id>
     columns: dict[str, int]  # field -> staging column number (c<n>); unmapped fields absent
     typed: str  # workspace.<typed>: the cast rows of one attempt
+    # A preview's typed table: temporary, in the preview's own transaction, seen by no one else
+    # and gone when that transaction is rolled back.
+    temporary: bool = False
 
     @property
     def _typed(self) -> sql.Composable:
-        return sql.Identifier("workspace", self.typed)
+        return sql.Identifier("pg_temp" if self.temporary else "workspace", self.typed)
 
     def checked(self, *, where: sql.Composable) -> sql.Composable:
         """Every staged row with its raw values, casts and reasons (one row per record)."""
@@ -160,8 +163,9 @@ class Plan:
         """The attempt's table of cast rows: each row is cast and checked once, then read by
         the error pass and by the upsert (`ok`: no reason to refuse it). Unlogged: it is
         rebuilt from the staged text by a retry, never recovered."""
-        return sql.SQL("CREATE UNLOGGED TABLE {} AS {} WITH NO DATA").format(
-            self._typed, self._typed_rows(sql.SQL("false"))
+        kind = sql.SQL("TEMPORARY" if self.temporary else "UNLOGGED")
+        return sql.SQL("CREATE {} TABLE {} AS {} WITH NO DATA").format(
+            kind, self._typed, self._typed_rows(sql.SQL("false"))
         )
 
     def cast_batch(self) -> sql.Composable:
@@ -177,23 +181,32 @@ class Plan:
         )
 
     def reject(self, transform_id: int, import_id: int) -> sql.Composable:
-        """Write one error row per refused value of the refused records (checked again from
-        their staged text, for the values and reasons: refused records are few)."""
-        values = sql.SQL(", ").join(
-            sql.SQL("({}, {}, {})").format(_lit(name), sql.Identifier(f"raw_{name}"), reason)
-            for name, reason in self.problems()
-        )
+        """Write one error row per refused value of the refused records."""
         return sql.SQL(
             "INSERT INTO workspace.transform_errors "
             '(transform_id, import_id, line, "column", value, reason) '
-            "SELECT {tid}, {iid}, x.line, p.col, p.val, p.why FROM ({checked}) x "
-            "CROSS JOIN LATERAL (VALUES {values}) AS p(col, val, why) WHERE p.why IS NOT NULL"
+            "SELECT {tid}, {iid}, r.line, r.col, r.val, r.why FROM ({refusals}) r"
+        ).format(tid=_lit(transform_id), iid=_lit(import_id), refusals=self.refusals())
+
+    def refusals(self, first: int | None = None) -> sql.Composable:
+        """Line, column, value and reason of each refused value of the refused records (of
+        the `first` ones only, when given), in line and column order. Checked again from their
+        staged text, for the values and reasons: refused records are few."""
+        values = sql.SQL(", ").join(
+            sql.SQL("({}, {}, {}, {})").format(
+                sql.Literal(n), _lit(name), sql.Identifier(f"raw_{name}"), reason
+            )
+            for n, (name, reason) in enumerate(self.problems())
+        )
+        refused = sql.SQL("SELECT rec FROM {} WHERE NOT ok").format(self._typed)
+        if first is not None:
+            refused = sql.SQL("{} ORDER BY rec LIMIT {}").format(refused, sql.Literal(first))
+        return sql.SQL(
+            "SELECT x.line, p.col, p.val, p.why FROM ({checked}) x "
+            "CROSS JOIN LATERAL (VALUES {values}) AS p(n, col, val, why) "
+            "WHERE p.why IS NOT NULL ORDER BY x.line, p.n"
         ).format(
-            tid=_lit(transform_id),
-            iid=_lit(import_id),
-            checked=self.checked(
-                where=sql.SQL("s.rec IN (SELECT rec FROM {} WHERE NOT ok)").format(self._typed)
-            ),
+            checked=self.checked(where=sql.SQL("s.rec IN ({})").format(refused)),
             values=values,
         )
 
@@ -218,6 +231,31 @@ class Plan:
             tests.append(sql.SQL("({}) IS NOT FALSE").format(sql.SQL(rule.sql)))
         return sql.SQL(" AND ").join(tests) if tests else sql.SQL("true")
 
+    def _valid_rows(self, *, deduplicate: bool) -> sql.Composable:
+        """The valid typed rows; with `deduplicate`, of rows sharing a key only the last in
+        the file."""
+        key = [sql.SQL("x.{}").format(sql.Identifier(k)) for k in self.dataset.key]
+        return sql.SQL(
+            "SELECT {distinct} x.rec, {xfields} FROM {typed} x WHERE x.ok {order}"
+        ).format(
+            distinct=sql.SQL("DISTINCT ON ({})").format(sql.SQL(", ").join(key))
+            if deduplicate
+            else sql.SQL(""),
+            xfields=self._fields("x"),
+            typed=self._typed,
+            order=sql.SQL("ORDER BY {}, x.rec DESC").format(sql.SQL(", ").join(key))
+            if deduplicate
+            else sql.SQL(""),
+        )
+
+    def _changed(self, stored: sql.Composable, incoming: sql.Composable) -> sql.Composable:
+        """Whether a stored row differs from the incoming one: only such rows are written."""
+        names = [f.name for f in self.dataset.fields]
+        return sql.SQL("({}) IS DISTINCT FROM ({})").format(
+            sql.SQL(", ").join(sql.SQL("{}.{}").format(stored, sql.Identifier(n)) for n in names),
+            sql.SQL(", ").join(sql.SQL("{}.{}").format(incoming, sql.Identifier(n)) for n in names),
+        )
+
     def upsert(self, customer_id: int, import_id: int, *, deduplicate: bool) -> sql.Composable:
         """Insert or update the valid rows (its row count: inserted + updated; rows equal to
         the stored ones are not written). With `deduplicate`, of rows sharing a key only the
@@ -226,26 +264,6 @@ class Plan:
         names = [f.name for f in d.fields]
         fields = sql.SQL(", ").join(map(sql.Identifier, names))
         key = sql.SQL(", ").join(map(sql.Identifier, d.key))
-        source = sql.SQL(
-            "SELECT {distinct} x.rec, {xfields} FROM {typed} x WHERE x.ok {order}"
-        ).format(
-            distinct=sql.SQL("DISTINCT ON ({})").format(
-                sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
-            )
-            if deduplicate
-            else sql.SQL(""),
-            xfields=self._fields("x"),
-            typed=self._typed,
-            order=sql.SQL("ORDER BY {}, x.rec DESC").format(
-                sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(k)) for k in d.key)
-            )
-            if deduplicate
-            else sql.SQL(""),
-        )
-        changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names),
-            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in names),
-        )
         return sql.SQL(
             "INSERT INTO {table} AS t (customer_id, {fields}, source_import_id) "
             "SELECT {cid}, {fields}, {iid} FROM ({source}) src "
@@ -257,14 +275,38 @@ class Plan:
             fields=fields,
             cid=_lit(customer_id),
             iid=_lit(import_id),
-            source=source,
+            source=self._valid_rows(deduplicate=deduplicate),
             key=key,
             sets=sql.SQL(", ").join(
                 sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
                 for n in names
                 if n not in d.key
             ),
-            changed=changed,
+            changed=self._changed(sql.SQL("t"), sql.SQL("EXCLUDED")),
+        )
+
+    def would_write(self, customer_id: int) -> sql.Composable:
+        """What `upsert` would do, without doing it: (new keys, stored rows that would change,
+        distinct keys), from the same valid rows and the same test of change, each row matched
+        to the stored one with its key as the unique index matches it (NULLs equal)."""
+        d = self.dataset
+        required = {f.name for f in d.fields if f.required}  # never NULL in a valid row
+        matches = [
+            sql.SQL(
+                "t.{0} = src.{0}" if k in required else "t.{0} IS NOT DISTINCT FROM src.{0}"
+            ).format(sql.Identifier(k))
+            for k in d.key
+        ]
+        return sql.SQL(
+            "SELECT count(*) FILTER (WHERE t.customer_id IS NULL), "
+            "count(*) FILTER (WHERE t.customer_id IS NOT NULL AND {changed}), count(*) "
+            "FROM ({source}) src LEFT JOIN {table} t ON t.customer_id = {cid} AND {matches}"
+        ).format(
+            changed=self._changed(sql.SQL("t"), sql.SQL("src")),
+            source=self._valid_rows(deduplicate=True),
+            table=sql.Identifier("reference", d.name),
+            cid=_lit(customer_id),
+            matches=sql.SQL(" AND ").join(matches),
         )
 
     def write_counts(self) -> sql.Composable:

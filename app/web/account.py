@@ -1,0 +1,159 @@
+"""My account: change my password, see and end my sessions, make and revoke my API tokens."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user
+from wtforms import IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import EqualTo, InputRequired, Length, NumberRange, Optional
+
+from app.auth import services
+from app.auth.access import allow
+from app.auth.login import client_ip
+from app.db.session import db_session
+from app.errors import APIError
+from app.models.primary.config import ROLES
+from app.web.forms import PageForm, options
+from app.web.pages import bp, secret_page
+
+
+class PasswordForm(PageForm):
+    current_password = PasswordField("Current password", [InputRequired(), Length(max=1024)])
+    new_password = PasswordField("New password", [InputRequired(), Length(max=1024)])
+    confirm = PasswordField(
+        "Repeat the new password",
+        [InputRequired(), EqualTo("new_password", message="The two new passwords differ.")],
+    )
+
+    refusal_fields = {"invalid_credentials": "current_password", "weak_password": "new_password"}
+
+
+class TokenForm(PageForm):
+    name = StringField("Token name", [InputRequired(), Length(max=200)])
+    role = SelectField("Token role")
+    expires_in_days = IntegerField("Expires in days", [Optional(), NumberRange(min=1, max=3650)])
+    # Its own id: the password form on the same page has a `current_password` too.
+    current_password = PasswordField(
+        "Your password", [InputRequired(), Length(max=1024)], id="token_password"
+    )
+
+    refusal_fields = {"invalid_credentials": "current_password", "invalid_role": "role"}
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # A token never outranks its owner: offer the roles up to mine, mine first.
+        mine = services.RANK[current_user.role]
+        self.role.choices = options((r, r) for r in reversed(ROLES) if services.RANK[r] <= mine)
+
+
+def _actor() -> services.Actor:
+    return services.Actor.of(current_user, client_ip())
+
+
+@bp.get("/account")
+@allow("viewer", while_password_change_required=True)
+def account():
+    return _show(PasswordForm(), TokenForm())
+
+
+@bp.post("/account/password")
+@allow("viewer", while_password_change_required=True)
+def change_password():
+    form = PasswordForm()
+    if form.validate():
+        db = db_session()
+        try:
+            services.change_own_password(
+                db, _actor(), current_user, form.current_password.data, form.new_password.data
+            )
+        except APIError as exc:
+            if exc.code == "invalid_credentials":
+                db.commit()  # the refusal is audited
+            form.refused(exc)
+        else:
+            db.commit()
+            flash(
+                "Password changed. Your other sessions and your API tokens have ended.", "success"
+            )
+            return redirect(url_for("web.account"))
+    return _show(form, TokenForm()), 422
+
+
+@bp.post("/account/sessions/<int:session_id>/end")
+@allow("viewer")
+def end_session(session_id: int):
+    db = db_session()
+    if session_id == current_user.session_id or not any(
+        row.id == session_id for row in services.list_sessions(db, current_user.user_id)
+    ):
+        raise APIError(f"you have no other open session {session_id}", code="not_found", status=404)
+    services.end_sessions(db, session_id=session_id, reason="ended by its user")
+    _actor().audit(db, "session.end", target_type="session", target_id=session_id)
+    db.commit()
+    flash("Session ended.", "success")
+    return redirect(url_for("web.account"))
+
+
+@bp.post("/account/tokens")
+@allow("viewer")
+def create_token():
+    """The password is asked again, as in the API: a borrowed browser alone cannot mint a
+    credential that outlives its session."""
+    form = TokenForm()
+    if form.validate():
+        db = db_session()
+        user = services.get_user(db, current_user.user_id)
+        try:
+            services.confirm_password(
+                db, _actor(), user, form.current_password.data, action="token.create"
+            )
+            token, raw = services.create_api_token(
+                db,
+                _actor(),
+                user,
+                name=form.name.data,
+                role=form.role.data,
+                expires_in_days=form.expires_in_days.data,
+                caller=current_user,
+            )
+        except APIError as exc:
+            if exc.code == "invalid_credentials":
+                db.commit()  # the refusal is audited
+            form.refused(exc)
+        else:
+            db.commit()
+            return secret_page(
+                f"API token {token.name} created",
+                "Secret",
+                raw,
+                "Send it as `Authorization: Bearer <secret>`. Keep it like a password: it is "
+                "not shown again, and it ends when you revoke it or your password changes.",
+                url_for("web.account"),
+            )
+    return _show(PasswordForm(), form), 422
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@allow("viewer")
+def revoke_token(token_id: int):
+    db = db_session()
+    token = services.find_api_token(db, current_user.user_id, token_id)
+    if token is None:
+        raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
+    services.revoke_api_token(db, _actor(), token)
+    db.commit()
+    flash(f"API token {token.name} revoked.", "success")
+    return redirect(url_for("web.account"))
+
+
+def _show(form: PasswordForm, token_form: TokenForm) -> str:
+    db = db_session()
+    return render_template(
+        "account.html",
+        title="Account",
+        form=form,
+        token_form=token_form,
+        sessions=services.list_sessions(db, current_user.user_id),
+        tokens=services.list_api_tokens(db, current_user.user_id),
+        revoke_url=lambda token: url_for("web.revoke_token", token_id=token.id),
+    )

@@ -1,0 +1,23 @@
+"""The dashboard: the engines' state, the job queue, my recent jobs."""
+
+from __future__ import annotations
+
+from flask import current_app, render_template
+from flask_login import current_user
+
+from app.auth.access import allow
+from app.db.session import db_session
+from app.health import readiness
+from app.jobs import queue
+from app.web.pages import bp
+
+
+@bp.get("/")
+@allow("viewer")
+def dashboard():
+    bo = current_app.extensions["backoffice"]
+    report = readiness(bo.engines)
+    jobs = []
+    if report["engines"]["data"]["reachable"]:
+        jobs = queue.list_jobs(db_session(), created_by=current_user.user_id, limit=10)
+    return render_template("dashboard.html", title="Dashboard", report=report, jobs=jobs)

@@ -1,0 +1,157 @@
+"""Imports: the list, an upload, and an import's page (live progress, staged rows, errors)."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms import FileField, SelectField
+from wtforms.validators import InputRequired, ValidationError
+
+from app.api.jobs import audit_bulk_action
+from app.auth.access import allow
+from app.customers import services as customers
+from app.db.session import db_session
+from app.errors import APIError
+from app.imports import service as imports
+from app.jobs import queue
+from app.web.forms import PageForm, active_customer_options, options
+from app.web.pages import bp, job_fragment, page_number
+from app.web.transforms import transform_section
+
+PAGE_SIZE = 50
+DELIMITER_CHOICES = [
+    ("", "Detect from the header"),
+    ("comma", "Comma ,"),
+    ("semicolon", "Semicolon ;"),
+    ("tab", "Tab"),
+    ("pipe", "Pipe |"),
+]
+
+
+class UploadForm(PageForm):
+    customer = SelectField("Customer", [InputRequired(message="Choose a customer.")])
+    file = FileField("File")
+    encoding = SelectField(
+        "Encoding",
+        choices=options(
+            [
+                ("", "UTF-8 (with or without BOM)"),
+                ("latin-1", "Latin-1 (ISO-8859-1)"),
+                ("windows-1252", "Windows-1252"),
+                ("iso-8859-15", "ISO-8859-15"),
+            ]
+        ),
+    )
+    delimiter = SelectField("Delimiter", choices=options(DELIMITER_CHOICES))
+
+    refusal_fields = {
+        "unknown_customer": "customer",
+        "inactive_customer": "customer",
+        "upload_too_large": "file",
+        "empty_file": "file",
+    }
+
+    def validate_file(self, field) -> None:
+        if not getattr(field.data, "filename", None):
+            raise ValidationError("Choose a CSV file.")
+
+
+@bp.get("/imports")
+@allow("viewer")
+def imports_list():
+    db = db_session()
+    rows = imports.list_imports(db, limit=100)
+    return render_template(
+        "imports/list.html",
+        title="Imports",
+        imports=rows,
+        customers=customers.customers_by_id(db, (r.customer_id for r in rows)),
+    )
+
+
+@bp.route("/imports/new", methods=["GET", "POST"])
+@allow("operator", upload=True)
+def new_import():
+    db = db_session()
+    form = UploadForm()
+    form.customer.choices = active_customer_options(db)
+    if request.method == "GET" and request.args.get("customer"):
+        form.customer.data = request.args["customer"]
+    if form.submitted and form.validate():
+        bo = current_app.extensions["backoffice"]
+        upload = form.file.data
+        try:
+            batch = imports.receive(
+                db,
+                bo.references,
+                customer_id=int(form.customer.data),
+                created_by=current_user.user_id,
+                file_name=upload.filename,
+                stream=upload.stream,
+                size_limit=bo.settings.max_upload_bytes,
+                encoding=form.encoding.data or None,
+                delimiter=form.delimiter.data or None,
+                max_attempts=bo.settings.job_max_attempts,
+            )
+        except APIError as exc:
+            db.rollback()
+            form.refused(exc)
+        else:
+            db.commit()
+            audit_bulk_action(
+                db,
+                "import.create",
+                "import",
+                batch.id,
+                customer_id=batch.customer_id,
+                job_id=batch.job_id,
+                file_name=batch.file_name,
+                size_bytes=batch.size_bytes,
+            )
+            flash(f"{batch.file_name} uploaded: staging has started.", "success")
+            return redirect(url_for("web.import_page", import_id=batch.id))
+    status = 422 if form.submitted else 200
+    return render_template(
+        "imports/new.html",
+        title="New import",
+        form=form,
+        max_upload=current_app.extensions["backoffice"].settings.max_upload_bytes,
+    ), status
+
+
+@bp.get("/imports/<int:import_id>")
+@allow("viewer")
+def import_page(import_id: int):
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    return render_import_page(db, batch, **transform_section(batch))
+
+
+def render_import_page(db, batch, status: int = 200, **transform_parts):
+    """The import's page; `transform_parts`: its transform form, preview and transforms."""
+    job = queue.get_job(db, batch.job_id) if batch.job_id else None
+    page = page_number()
+    rows = []
+    if batch.status == "staged":
+        rows = imports.staged_rows(db, batch, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    return render_template(
+        "imports/show.html",
+        title=f"Import #{batch.id}",
+        batch=batch,
+        job=job,
+        customer=customers.customers_by_id(db, [batch.customer_id]).get(batch.customer_id),
+        rows=rows,
+        page=page,
+        pages=max(1, -(-(batch.rows_staged or 0) // PAGE_SIZE)),
+        poll_url=url_for("web.import_progress", import_id=batch.id),
+        **transform_parts,
+    ), status
+
+
+@bp.get("/imports/<int:import_id>/progress")
+@allow("viewer")
+def import_progress(import_id: int):
+    """The progress fragment htmx polls; once the job has ended, the page reloads whole."""
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    return job_fragment(queue.get_job(db, batch.job_id) if batch.job_id else None)

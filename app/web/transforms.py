@@ -1,0 +1,191 @@
+"""Transforms: the form on a staged import's page (with its preview), and a transform's page
+(live progress, counts, rejected rows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms import HiddenField, IntegerField, SelectField
+from wtforms.validators import NumberRange, Optional
+
+from app.api.jobs import audit_bulk_action
+from app.auth.access import allow
+from app.customers import services as customers
+from app.datasets import DATASETS
+from app.datasets.base import Dataset
+from app.db.session import db_session
+from app.errors import APIError
+from app.imports import service as imports
+from app.jobs import queue
+from app.models.data.workspace import ImportBatch
+from app.transforms import service as transforms
+from app.web.forms import PageForm, options
+from app.web.pages import bp, job_fragment, page_number
+
+PAGE_SIZE = 50
+MAPPED = "map_"  # the mapping's selects: map_<column>, one per dataset column
+
+
+class TransformForm(PageForm):
+    """A dataset, where each of its columns comes from (a select per column, added for the
+    dataset by `transform_form`), and the reject limit."""
+
+    dataset = HiddenField()
+    max_rejects = IntegerField(
+        "Max rejects",
+        [Optional(), NumberRange(min=0, message="Max rejects is a whole number of at least 0.")],
+    )
+
+    refusal_fields = {"invalid_mapping": "dataset"}
+
+    def mapping(self) -> dict[str, str]:
+        """The whole mapping as chosen: "(none)" leaves a column unmapped."""
+        return {
+            name.removeprefix(MAPPED): field.data
+            for name, field in self._fields.items()
+            if name.startswith(MAPPED) and field.data
+        }
+
+    def columns(self) -> list[Any]:
+        return [field for name, field in self._fields.items() if name.startswith(MAPPED)]
+
+
+def transform_form(dataset: Dataset, header: list[str]) -> TransformForm:
+    """The form for a dataset: each column's select lists the file's headers and "(none)",
+    pre-filled by the default rule (names equal ignoring case, spaces and underscores)."""
+    chosen = transforms.by_name(dataset, header)
+    choices = options([("", "(none)")] + [(h, h) for h in header])
+
+    class Form(TransformForm):
+        pass
+
+    for f in dataset.fields:
+        setattr(
+            Form,
+            MAPPED + f.name,
+            SelectField(f.name, choices=choices, default=chosen.get(f.name, "")),
+        )
+    return Form(dataset=dataset.name)
+
+
+def transform_section(
+    batch: ImportBatch,
+    form: TransformForm | None = None,
+    preview: transforms.Preview | None = None,
+) -> dict[str, Any]:
+    """What the import's page shows about transforms: the form (operators and admins, staged
+    imports; its dataset from `?dataset=`, else the one the headers fit best), a preview, and
+    the import's transforms."""
+    header = batch.header or []
+    if form is None and batch.status == "staged" and current_user.role in ("operator", "admin"):
+        chosen = DATASETS.get(request.args.get("dataset", "")) or transforms.likely_dataset(header)
+        form = transform_form(chosen, header)
+    return {
+        "transform_form": form,
+        "dataset": DATASETS.get(form.dataset.data) if form else None,
+        "all_datasets": list(DATASETS.values()),
+        "preview": preview,
+        "transforms": transforms.of_import(db_session(), batch.id),
+    }
+
+
+@bp.post("/imports/<int:import_id>/transform")
+@allow("operator")
+def transform_import(import_id: int):
+    """Transform (queue the job, then its page) or Preview (the dry run, shown on the form)."""
+    from app.web.imports import render_import_page  # the page this form lives on
+
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    header = batch.header or []
+    dataset = DATASETS.get(request.form.get("dataset", ""))
+    form = transform_form(dataset or transforms.likely_dataset(header), header)
+    if dataset is None:
+        form.form_errors.append("Choose a dataset.")
+    elif form.validate():
+        try:
+            if request.form.get("action") == "preview":
+                return _preview(batch, form, render_import_page)
+            t = transforms.create(
+                db,
+                current_app.extensions["backoffice"].references,
+                import_id=batch.id,
+                dataset=dataset.name,
+                mapping=form.mapping(),
+                match_names=False,
+                max_rejects=form.max_rejects.data,
+                created_by=current_user.user_id,
+                max_attempts=current_app.extensions["backoffice"].settings.job_max_attempts,
+            )
+        except APIError as exc:
+            db.rollback()
+            form.refused(exc)
+        else:
+            db.commit()
+            audit_bulk_action(
+                db,
+                "transform.create",
+                "transform",
+                t.id,
+                customer_id=t.customer_id,
+                job_id=t.job_id,
+                import_id=t.import_id,
+                dataset=t.dataset,
+            )
+            flash(f"Transform #{t.id} started: {batch.file_name} into {t.dataset}.", "success")
+            return redirect(url_for("web.transform_page", transform_id=t.id))
+    return render_import_page(db, batch, status=422, **transform_section(batch, form))
+
+
+def _preview(batch: ImportBatch, form: TransformForm, render_import_page):
+    """The dry run, answered on the form itself: nothing was created, so nothing to redirect
+    to, and the operator adjusts the mapping right there."""
+    db = db_session()
+    found = transforms.preview(
+        db,
+        current_app.extensions["backoffice"].references,
+        import_id=batch.id,
+        dataset=form.dataset.data,
+        mapping=form.mapping(),
+        match_names=False,
+        max_rejects=form.max_rejects.data,
+    )
+    db.rollback()
+    return render_import_page(db, batch, **transform_section(batch, form, found))
+
+
+@bp.get("/transforms/<int:transform_id>")
+@allow("viewer")
+def transform_page(transform_id: int):
+    db = db_session()
+    t = transforms.get(db, transform_id)
+    page = page_number()
+    errors, total = transforms.errors_of_transform(
+        db, t.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    return render_template(
+        "transforms/show.html",
+        title=f"Transform #{t.id}",
+        transform=t,
+        batch=imports.get_import(db, t.import_id),
+        job=queue.get_job(db, t.job_id) if t.job_id else None,
+        customer=customers.customers_by_id(db, [t.customer_id]).get(t.customer_id),
+        counts=transforms.COUNTS,
+        columns=[f.name for f in DATASETS[t.dataset].fields],  # the mapping in column order
+        errors=errors,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        poll_url=url_for("web.transform_progress", transform_id=t.id),
+    )
+
+
+@bp.get("/transforms/<int:transform_id>/progress")
+@allow("viewer")
+def transform_progress(transform_id: int):
+    """The progress fragment htmx polls; once the job has ended, the page reloads whole."""
+    db = db_session()
+    t = transforms.get(db, transform_id)
+    return job_fragment(queue.get_job(db, t.job_id) if t.job_id else None)
