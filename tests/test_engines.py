@@ -119,7 +119,7 @@ def test_a_failing_statement_is_logged_without_its_values(fresh_app, caplog):
 
     secret = "argon2-hash-that-must-not-be-logged"
 
-    @fresh_app.get("/test/failing-statement")
+    @fresh_app.get("/api/test/failing-statement")
     @allow(PUBLIC)
     def failing_statement():
         with fresh_app.extensions["backoffice"].engines.begin("primary") as conn:
@@ -128,7 +128,7 @@ def test_a_failing_statement_is_logged_without_its_values(fresh_app, caplog):
         return "unreachable"
 
     caplog.set_level(logging.INFO)
-    response = fresh_app.test_client().get("/test/failing-statement")
+    response = fresh_app.test_client().get("/api/test/failing-statement")
     assert response.status_code == 500
     assert response.json["error"]["code"] == "internal_error"
     assert "violates not-null constraint" in caplog.text

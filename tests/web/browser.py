@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 from tests.conftest import PASSWORD
 
+# How long a test waits for a job to end on a page that follows it (generous: a loaded machine
+# runs the browser, gunicorn, the worker and PostgreSQL on the same cores).
+JOB_WAIT = 90_000
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 # Headless, and quiet towards a closed network: no background fetches, updates or sync.
 CHROMIUM_ARGS = [
@@ -66,6 +69,7 @@ class Visit:
         self.context = browser.new_context(
             base_url=base_url, viewport={"width": width, "height": 900}
         )
+        self.context.set_default_timeout(60_000)
         self.page = self.context.new_page()
         self.console_errors: list[str] = []
         self.requests: list[str] = []

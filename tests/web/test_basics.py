@@ -8,7 +8,7 @@ import re
 import uuid
 
 from tests.conftest import PASSWORD, create_user
-from tests.web.browser import PRODUCTS, create_customer, path_of, upload
+from tests.web.browser import JOB_WAIT, PRODUCTS, create_customer, path_of, upload
 
 
 def test_anonymous_page_sends_to_sign_in_and_back(visit, factory):
@@ -231,7 +231,7 @@ def test_upload_is_followed_live_until_its_rows_show(visit, factory, worker, tmp
     create_customer(v, code)
     upload(v, tmp_path, code, PRODUCTS)
     # No reload by hand: the page follows the job and shows the rows once staged.
-    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=30_000)
+    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=JOB_WAIT)
     assert v.page.locator(".heading .status").inner_text() == "staged"
     header = v.page.locator("section[aria-labelledby=rows] thead th").all_inner_texts()
     assert header == ["Line", "sku", "name", "unit_price", "currency", "weight_kg", "active"]
@@ -255,7 +255,7 @@ def test_a_broken_file_shows_its_line_and_column(visit, factory, worker, tmp_pat
     create_customer(v, code)
     upload(v, tmp_path, code, 'sku,name\nA,"open quote\nB,fine\n', name="broken.csv")
     alert = v.page.get_by_role("alert")
-    alert.wait_for(timeout=30_000)
+    alert.wait_for(timeout=JOB_WAIT)
     assert alert.inner_text().startswith("Line 2")
     assert v.page.locator(".heading .status").inner_text() == "failed"
 

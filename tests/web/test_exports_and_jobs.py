@@ -24,7 +24,7 @@ from app.exports import service as exports
 from app.jobs import queue
 from app.transforms import service as transforms
 from tests.conftest import create_user
-from tests.web.browser import Visit, create_customer, path_of, upload
+from tests.web.browser import JOB_WAIT, Visit, create_customer, path_of, upload
 
 # A spreadsheet would run B-2's name as a formula.
 PRODUCTS = "sku,name,unit_price,currency\nA-1,Anvil,10.50,EUR\nB-2,=SUM(1),0.20,EUR\n"
@@ -69,7 +69,7 @@ def customer_with_products(v: Visit, bo, tmp_path, prefix: str) -> tuple[str, in
     customer_id = int(path_of(v.page).rsplit("/", 1)[1])
     upload(v, tmp_path, code, PRODUCTS)
     import_id = int(path_of(v.page).rsplit("/", 1)[1])
-    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=30_000)
+    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=JOB_WAIT)
     with session_scope(bo.session_factory) as session:
         t = transforms.create(
             session, bo.references, import_id=import_id, dataset="products", created_by=None
@@ -94,7 +94,7 @@ def new_export(v: Visit, code: str, fmt: str = "csv", neutralize: bool = False) 
 def download(v: Visit) -> tuple[str, bytes]:
     """Click "Download" once the page shows it (it reloads by itself when the job ends)."""
     link = v.page.get_by_role("link", name="Download")
-    link.wait_for(timeout=30_000)
+    link.wait_for(timeout=JOB_WAIT)
     with v.page.expect_download() as info:
         link.click()
     got = info.value
@@ -183,7 +183,7 @@ def test_the_jobs_list_shows_progress_and_filters(visit, factory, bo, worker, tm
     v.sign_in(operator.email)
     code, _ = customer_with_products(v, bo, tmp_path, "J")
     export_id = new_export(v, code)
-    v.page.get_by_role("link", name="Download").wait_for(timeout=30_000)
+    v.page.get_by_role("link", name="Download").wait_for(timeout=JOB_WAIT)
     job_id = job_of_export(bo, export_id)
 
     v.page.get_by_role("link", name="Jobs", exact=True).click()

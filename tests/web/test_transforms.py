@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app import audit
 from app.customers.services import find_by_code
 from tests.conftest import create_user
-from tests.web.browser import PRODUCTS, create_customer, path_of, upload
+from tests.web.browser import JOB_WAIT, PRODUCTS, create_customer, path_of, upload
 
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 # PRODUCTS against an empty catalogue: A-1 (its second row wins) and B-2 are new; line 4's
@@ -57,7 +57,7 @@ def stored_products(factory, code: str) -> int:
 def staged_import(v, tmp_path, code: str) -> int:
     create_customer(v, code)
     upload(v, tmp_path, code, PRODUCTS)
-    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=30_000)
+    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=JOB_WAIT)
     return int(path_of(v.page).rsplit("/", 1)[1])
 
 
@@ -111,7 +111,7 @@ def test_preview_then_transform_followed_live_to_its_counts_and_rejects(
     transform_id = int(path_of(v.page).rsplit("/", 1)[1])
     assert v.page.get_by_role("status").inner_text().startswith(f"Transform #{transform_id}")
     counts = v.page.locator("section[aria-labelledby=counts]")
-    counts.wait_for(timeout=30_000)  # no reload by hand
+    counts.wait_for(timeout=JOB_WAIT)  # no reload by hand
     assert figures(counts) == EXPECTED
     assert v.page.locator(".heading .status").inner_text() == "succeeded"
     rejects = v.page.locator("section[aria-labelledby=rejects]")
@@ -273,7 +273,7 @@ def test_transform_pages_at_400_pixels(visit, factory, worker, tmp_path, shots):
     v.page.screenshot(path=shots / "import-transform-form-400.png", full_page=True)
     assert v.page.evaluate("document.documentElement.scrollWidth") <= 400
     v.page.get_by_role("button", name="Transform").click()
-    v.page.locator("section[aria-labelledby=rejects]").wait_for(timeout=30_000)
+    v.page.locator("section[aria-labelledby=rejects]").wait_for(timeout=JOB_WAIT)
     v.page.screenshot(path=shots / "transform-400.png", full_page=True)
     assert v.page.evaluate("document.documentElement.scrollWidth") <= 400
     v.page.goto("/datasets")
