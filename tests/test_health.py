@@ -6,7 +6,7 @@ import pytest
 
 from app import create_app
 from app.db import migrations
-from tests.conftest import METRICS_TOKEN, READY_DETAILS, login
+from tests.conftest import METRICS_TOKEN, PASSWORD, READY_DETAILS, login
 
 
 def test_live_answers_ok(client):
@@ -149,6 +149,9 @@ def test_with_the_data_engine_down_auth_and_customers_work_and_data_routes_say_s
     # The pages too: customers and the account work, a data page names the engine that is down.
     assert client.get("/customers").status_code == 200
     assert client.get("/account").status_code == 200
+    browser = application.test_client()  # signing in on the page works too
+    signed_in = browser.post("/login", data={"email": operator.email, "password": PASSWORD})
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"
     page = client.get("/imports")
     assert page.status_code == 503 and page.mimetype == "text/html"
     assert "The data database is unavailable" in page.get_data(as_text=True)

@@ -64,10 +64,12 @@ class Visit:
     """One browser context (one person's browser): its page, its console errors, and every
     request it made, to check that none left the origin."""
 
-    def __init__(self, browser, base_url: str, width: int = 1280) -> None:
+    def __init__(self, browser, base_url: str, width: int = 1280, javascript: bool = True) -> None:
         self.base_url = base_url
         self.context = browser.new_context(
-            base_url=base_url, viewport={"width": width, "height": 900}
+            base_url=base_url,
+            viewport={"width": width, "height": 900},
+            java_script_enabled=javascript,
         )
         self.context.set_default_timeout(60_000)
         self.page = self.context.new_page()

@@ -64,8 +64,8 @@ def shots(tmp_path_factory):
 def visit(chromium, base_url):
     opened: list[Visit] = []
 
-    def open_visit(width: int = 1280) -> Visit:
-        opened.append(Visit(chromium, base_url, width))
+    def open_visit(width: int = 1280, javascript: bool = True) -> Visit:
+        opened.append(Visit(chromium, base_url, width, javascript))
         return opened[-1]
 
     yield open_visit

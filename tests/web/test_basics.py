@@ -297,3 +297,19 @@ def test_sign_in_and_the_navigation_work_from_the_keyboard(visit, factory):
     assert outline == "solid"
     v.page.keyboard.press("Enter")
     v.page.wait_for_url("**/customers")
+
+
+def test_without_javascript_an_upload_is_followed_by_the_page_refreshing_itself(
+    visit, factory, worker, tmp_path
+):
+    operator = create_user(factory, "operator")
+    v = visit(javascript=False)
+    v.sign_in(operator.email)
+    code = f"J{uuid.uuid4().hex[:6].upper()}"
+    create_customer(v, code)
+    upload(v, tmp_path, code, PRODUCTS)
+    # No script runs: the page's own refresh brings the staged rows.
+    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=JOB_WAIT)
+    assert v.page.get_by_role("cell", name="Bolt; zinc").is_visible()
+    v.page.get_by_role("button", name="Sign out").click()
+    assert path_of(v.page) == "/login"
