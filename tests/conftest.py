@@ -220,14 +220,15 @@ PASSWORD = "correct horse battery staple"
 
 def create_user(factory, role: str = "viewer", email: str | None = None, **kwargs):
     """A committed user (for apps on `committed_env`)."""
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.users import create_user as create
     from app.db.session import session_scope
 
     email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
     with session_scope(factory) as session:
-        return services.create_user(
+        return create(
             session,
-            services.Actor(None, "tests"),
+            Actor(None, "tests"),
             email=email,
             display_name=role.title(),
             role=role,
@@ -246,12 +247,13 @@ def login(client, email: str, password: str = PASSWORD) -> str:
 @pytest.fixture
 def make_user(app, db):
     """Users inside the test's transaction (for the suite app)."""
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.users import create_user as create
 
     def make(role: str = "viewer", email: str | None = None, **kwargs):
-        user = services.create_user(
+        user = create(
             db,
-            services.Actor(None, "tests"),
+            Actor(None, "tests"),
             email=email or f"{role}-{uuid.uuid4().hex[:8]}@example.com",
             display_name=role.title(),
             role=role,

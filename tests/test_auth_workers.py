@@ -180,7 +180,7 @@ def test_throttling_holds_across_workers(factory, workers):
 def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
     factory, workers, admin
 ):
-    from app.auth.services import Actor
+    from app.audit import Actor
     from app.customers import services as customers
     from app.db.session import session_scope
 

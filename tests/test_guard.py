@@ -3,7 +3,8 @@
 import pytest
 from sqlalchemy import BigInteger, Column, Table, Text, insert, select, text
 
-from app.auth import services
+from app.audit import Actor
+from app.auth.users import create_user
 from app.db.base import DataBase
 from app.db.guard import CrossEngineQuery, CrossEngineWrite
 from app.models.primary.config import User
@@ -30,9 +31,9 @@ def data_table(db):
 
 
 def new_user(db) -> User:
-    return services.create_user(
+    return create_user(
         db,
-        services.Actor(None, "tests"),
+        Actor(None, "tests"),
         email="g@example.com",
         display_name="G",
         role="viewer",

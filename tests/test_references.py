@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import event
 
 from app import create_app
-from app.auth.services import Actor
+from app.audit import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
 from app.errors import APIError
@@ -79,9 +79,9 @@ def test_unknown_and_inactive_customers_and_users_are_clear_4xx(bo):
     assert refusal(bo, "customer", True) == "invalid_customer_id"
     user = create_user(bo.session_factory, "viewer")
     with session_scope(bo.session_factory) as session:
-        from app.auth import services
+        from app.auth import users
 
-        services.update_user(session, ACTOR, services.get_user(session, user.id), is_active=False)
+        users.update_user(session, ACTOR, users.get_user(session, user.id), is_active=False)
     time.sleep(0.1)
     assert refusal(bo, "user", user.id) == "inactive_user"
     assert refusal(bo, "user", 987654321) == "unknown_user"

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select, text
 
 from app import create_app
-from app.auth import services
+from app.audit import Actor
+from app.auth.api_tokens import create_api_token
 from app.db.session import session_scope
 from app.models.primary.config import AuditEntry, User
 from tests.conftest import PASSWORD, create_user, login
@@ -201,7 +202,7 @@ def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, d
 
 def make_token(db, user, name="cron") -> tuple[int, dict[str, str]]:
     """A committed API token of the user: its id, and the header that sends it."""
-    token, raw = services.create_api_token(db, services.Actor(None, "tests"), user, name=name)
+    token, raw = create_api_token(db, Actor(None, "tests"), user, name=name)
     db.commit()
     return token.id, {"Authorization": f"Bearer {raw}"}
 
