@@ -1,9 +1,8 @@
 """Customers over HTTP and the CLI: who may do what, bad input, and deletion with data."""
 
 import pytest
-from sqlalchemy import BigInteger, Column, Table, Text, select, text
+from sqlalchemy import select
 
-from app.db.base import DataBase
 from app.models.primary.config import AuditEntry
 from tests.conftest import login
 
@@ -103,24 +102,9 @@ def test_codes_are_unique_and_never_change(client, as_operator):
 
 
 @pytest.fixture
-def data_table(db):
+def data_table(probe_table):
     """A data-engine table that refers to customers, as imports and datasets will."""
-    table = Table(
-        "customer_rows_probe",
-        DataBase.metadata,
-        Column("id", BigInteger, primary_key=True),
-        Column("customer_id", BigInteger),
-        Column("value", Text),
-        schema="workspace",
-    )
-    db.connection_for("data").execute(
-        text(
-            "CREATE TABLE workspace.customer_rows_probe "
-            "(id bigserial PRIMARY KEY, customer_id bigint, value text)"
-        )
-    )
-    yield table
-    DataBase.metadata.remove(table)
+    return probe_table("customer_rows_probe", "customer_id", "value")
 
 
 def test_a_customer_with_data_cannot_be_deleted(client, as_operator, db, data_table):

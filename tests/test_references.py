@@ -3,9 +3,7 @@
 import time
 
 import pytest
-from sqlalchemy import event
 
-from app import create_app
 from app.audit import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
@@ -15,16 +13,9 @@ from tests.conftest import create_user
 ACTOR = Actor(None, "tests")
 
 
-@pytest.fixture(scope="module")
-def application(committed_env):
-    app = create_app(committed_env)
-    yield app
-    app.extensions["backoffice"].close()
-
-
 @pytest.fixture
-def bo(application):
-    backoffice = application.extensions["backoffice"]
+def bo(committed_app):
+    backoffice = committed_app.extensions["backoffice"]
     backoffice.notices.ensure_listening()
     deadline = time.monotonic() + 5
     while not backoffice.notices.connected and time.monotonic() < deadline:
@@ -34,15 +25,8 @@ def bo(application):
 
 
 @pytest.fixture
-def queries(bo):
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(bo.engines.primary, "before_cursor_execute", count)
-    yield statements
-    event.remove(bo.engines.primary, "before_cursor_execute", count)
+def queries(bo, primary_queries):
+    return primary_queries
 
 
 def new_customer(bo, code, status="active"):

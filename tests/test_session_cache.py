@@ -4,7 +4,7 @@ not trusted. (Across gunicorn workers: tests/test_auth_workers.py.)"""
 import time
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app import create_app
 from app.audit import Actor
@@ -16,24 +16,10 @@ QUIET = 0.3  # seconds for a listener to (re)connect or a notice to arrive, on l
 
 
 @pytest.fixture(scope="module")
-def cached_app(committed_env):
-    application = create_app({**committed_env, "SESSION_CACHE_TTL": "30"})
-    yield application
-    application.extensions["backoffice"].close()
-
-
-@pytest.fixture
-def primary_queries(cached_app):
-    """Statements sent to the primary engine by this process, counted."""
-    engine = cached_app.extensions["backoffice"].engines.primary
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    yield statements
-    event.remove(engine, "before_cursor_execute", count)
+def cached_app(committed_app):
+    """The session cache at its default TTL (30 s), trusted while the listener is up."""
+    assert cache_of(committed_app).ttl == 30
+    return committed_app
 
 
 def cache_of(app):

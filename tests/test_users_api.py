@@ -6,7 +6,6 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from app import create_app
 from app.audit import Actor
 from app.auth.api_tokens import create_api_token
 from app.db.session import session_scope
@@ -281,13 +280,6 @@ def test_an_admin_token_cannot_end_sessions_or_revoke_tokens(client, as_admin, m
 
 
 # -- the last active admin, under concurrency -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def committed_app(committed_env):
-    application = create_app(committed_env)
-    yield application
-    application.extensions["backoffice"].close()
 
 
 def waiting_backends(engine, count: int) -> None:
