@@ -20,7 +20,7 @@ def cookie_value(client) -> str | None:
 
 def audit_actions(db, outcome=None) -> list[tuple[str, str]]:
     rows = db.execute(select(AuditEntry.action, AuditEntry.outcome).order_by(AuditEntry.id))
-    return [tuple(r) for r in rows if outcome is None or r[1] == outcome]
+    return [tuple(row) for row in rows if outcome is None or row[1] == outcome]
 
 
 def test_login_returns_the_user_and_a_csrf_token_and_sets_a_safe_cookie(client, make_user, db):

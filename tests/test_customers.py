@@ -65,8 +65,10 @@ def test_listing_filters_searches_and_pages(client, as_operator):
             == 201
         )
     page = client.get("/api/customers?status=active&limit=1").json
-    assert [c["code"] for c in page["customers"]] == ["ALPHA"] and page["total"] == 2
-    assert [c["code"] for c in client.get("/api/customers?q=eta").json["customers"]] == ["BETA"]
+    assert [customer["code"] for customer in page["customers"]] == ["ALPHA"] and page["total"] == 2
+    assert [
+        customer["code"] for customer in client.get("/api/customers?q=eta").json["customers"]
+    ] == ["BETA"]
     assert client.get("/api/customers?q=%25").json["total"] == 0, "% is searched literally"
     assert client.get("/api/customers?status=gone").status_code == 400
 

@@ -102,7 +102,9 @@ def check_app(env, seeded: dict) -> None:
         assert reply.status_code == 200, reply.json
         csrf = {"X-CSRF-Token": reply.json["csrf_token"]}
         listed = client.get("/api/customers?limit=1000").json
-        assert sorted(c["id"] for c in listed["customers"]) == sorted(seeded["customers"])
+        assert sorted(customer["id"] for customer in listed["customers"]) == sorted(
+            seeded["customers"]
+        )
         code = f"new{len(seeded['customers'])}"
         made = client.post("/api/customers", headers=csrf, json={"code": code, "name": "New"})
         assert made.status_code == 201 and made.json["customer"]["id"] > max(seeded["customers"])
@@ -135,7 +137,7 @@ def test_split_then_merge_with_the_app_on_each_layout(databases, tmp_path):
     assert make_url(new).password not in moved.stdout
     report = json.loads(moved.stdout)
     assert report["copied"] and report["environment"]["SPLIT_DB_MODE"] == "true"
-    rows = {t["table"]: t["rows"] for t in report["tables"]}
+    rows = {table["table"]: table["rows"] for table in report["tables"]}
     assert rows["config.users"] == users_before == count(new, "config.users")
     assert rows["customer.customers"] == 25
     assert rows["config.audit_log"] == count(old, "config.audit_log") > 25
@@ -167,7 +169,7 @@ def test_split_then_merge_with_the_app_on_each_layout(databases, tmp_path):
     assert merged.returncode == 0, merged.stderr
     report = json.loads(merged.stdout)
     assert report["environment"] == {"SPLIT_DB_MODE": "false", "DATABASE_URL": report["target"]}
-    assert {t["table"]: t["rows"] for t in report["tables"]}["customer.customers"] == 27
+    assert {table["table"]: table["rows"] for table in report["tables"]}["customer.customers"] == 27
     check_app(single(old, tmp_path), seeded)
 
 

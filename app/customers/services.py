@@ -61,7 +61,7 @@ def customers_by_id(session: BackofficeSession, ids: Iterable[int]) -> dict[int,
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    return {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
+    return {row.id: row for row in session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
 
 
 def list_customers(

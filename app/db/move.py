@@ -65,7 +65,7 @@ class MoveReport:
 
     @property
     def rows(self) -> int:
-        return sum(t.rows for t in self.tables)
+        return sum(table.rows for table in self.tables)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +75,7 @@ class MoveReport:
             "copied": self.copied,
             "dropped_old": self.dropped_old,
             "rows": self.rows,
-            "tables": [t.__dict__ for t in self.tables],
+            "tables": [table.__dict__ for table in self.tables],
         }
 
 
@@ -198,8 +198,8 @@ def _copied_from(dst: Connection) -> str | None:
 def _existing(conn: Connection) -> list[Table]:
     names = set()
     for schema in schemas_of(PRIMARY):
-        names |= {f"{schema}.{t}" for t in inspect(conn).get_table_names(schema=schema)}
-    return [t for t in moved_tables() if t.fullname in names]
+        names |= {f"{schema}.{name}" for name in inspect(conn).get_table_names(schema=schema)}
+    return [table for table in moved_tables() if table.fullname in names]
 
 
 def _has_guard(conn: Connection) -> bool:
@@ -243,9 +243,9 @@ def _prepare_target(dst: Connection, source_key: str, *, split: bool) -> str:
             _drop_primary_schemas(dst)
         else:
             busy = [
-                f"{t.fullname} ({n} rows)"
-                for t in _existing(dst)
-                if (n := dst.execute(text(f"SELECT count(*) FROM {t.fullname}")).scalar())
+                f"{table.fullname} ({rows} rows)"
+                for table in _existing(dst)
+                if (rows := dst.execute(text(f"SELECT count(*) FROM {table.fullname}")).scalar())
             ]
             if busy:
                 raise MoveRefused(
