@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from app.db.session import BackofficeSession
 from app.models.primary.config import AuditEntry
+
+if TYPE_CHECKING:
+    from app.auth.session_cache import Principal
 
 
 def record(
@@ -53,3 +57,27 @@ def entries(
     if actor_id is not None:
         query = query.where(AuditEntry.actor_id == actor_id)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the audit log: a signed-in user, or a shell command's
+    operating-system user (no user id)."""
+
+    user_id: int | None
+    email: str | None
+    client_ip: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal, client_ip: str | None) -> Actor:
+        return cls(principal.user_id, principal.email, client_ip)
+
+    def audit(self, session: BackofficeSession, action: str, **kwargs: Any) -> None:
+        record(
+            session,
+            action,
+            actor_id=self.user_id,
+            actor_email=self.email,
+            client_ip=self.client_ip,
+            **kwargs,
+        )

@@ -190,7 +190,7 @@ def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
     """Move a single-database deployment to split mode: copy `config` and `customer` to a new,
     empty primary database, verify them, and close the old copies to writers."""
     from app.config import parse_database_url
-    from app.db import layout
+    from app.db import move as layout
 
     engines = _backoffice().engines
     if engines.split:
@@ -230,7 +230,7 @@ def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
 def db_merge(drop_old: bool, as_json: bool) -> None:
     """Move a split deployment to one database: copy `config` and `customer` into the data
     database, verify them, and close the old copies to writers."""
-    from app.db import layout
+    from app.db import move as layout
 
     engines = _backoffice().engines
     if not engines.split:

@@ -19,10 +19,12 @@ import psycopg
 import pytest
 from flask import Flask
 from psycopg import sql
+from sqlalchemy import BigInteger, Column, Table, Text, event, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.db import migrations
+from app.db.base import DataBase
 from app.db.embedded import EmbeddedPostgres
 from app.db.schemas import DATA, PRIMARY, EngineRole
 from app.db.session import make_session_factory
@@ -215,19 +217,78 @@ def committed_env(make_env) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def committed_app(committed_env) -> Iterator[Flask]:
+    """An app on the module's committed databases: its caches on, their notices delivered."""
+    application = create_app(committed_env)
+    yield application
+    _dispose(application)
+
+
+@pytest.fixture(scope="module")
+def factory(committed_app: Flask):
+    """The session factory of `committed_app`."""
+    return committed_app.extensions["backoffice"].session_factory
+
+
+@pytest.fixture
+def primary_queries(committed_app: Flask) -> Iterator[list[str]]:
+    """Statements this process sends to `committed_app`'s primary engine, counted."""
+    engine = committed_app.extensions["backoffice"].engines.primary
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    yield statements
+    event.remove(engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def probe_table(db):
+    """Makes throwaway data-engine tables, `workspace.<name>` (an id, a column that names a
+    primary-engine row, a text column), as imports and datasets refer to customers and
+    users; made in the test's transaction, and taken off the data base's metadata after."""
+    made: list[Table] = []
+
+    def make(name: str, refers_to: str, text_column: str) -> Table:
+        table = Table(
+            name,
+            DataBase.metadata,
+            Column("id", BigInteger, primary_key=True),
+            Column(refers_to, BigInteger),
+            Column(text_column, Text),
+            schema="workspace",
+        )
+        made.append(table)
+        db.connection_for("data").execute(
+            text(
+                f"CREATE TABLE workspace.{name} "
+                f"(id bigserial PRIMARY KEY, {refers_to} bigint, {text_column} text)"
+            )
+        )
+        return table
+
+    yield make
+    for table in made:
+        DataBase.metadata.remove(table)
+
+
 PASSWORD = "correct horse battery staple"
 
 
 def create_user(factory, role: str = "viewer", email: str | None = None, **kwargs):
     """A committed user (for apps on `committed_env`)."""
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.users import create_user as create
     from app.db.session import session_scope
 
     email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
     with session_scope(factory) as session:
-        return services.create_user(
+        return create(
             session,
-            services.Actor(None, "tests"),
+            Actor(None, "tests"),
             email=email,
             display_name=role.title(),
             role=role,
@@ -246,12 +307,13 @@ def login(client, email: str, password: str = PASSWORD) -> str:
 @pytest.fixture
 def make_user(app, db):
     """Users inside the test's transaction (for the suite app)."""
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.users import create_user as create
 
     def make(role: str = "viewer", email: str | None = None, **kwargs):
-        user = services.create_user(
+        user = create(
             db,
-            services.Actor(None, "tests"),
+            Actor(None, "tests"),
             email=email or f"{role}-{uuid.uuid4().hex[:8]}@example.com",
             display_name=role.title(),
             role=role,

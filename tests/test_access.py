@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from app import create_app
 from app.auth.access import METRICS, PUBLIC, access_rule
-from app.auth.services import RANK
+from app.auth.roles import RANK
 
 
 def test_every_route_declares_who_may_use_it(app):

@@ -20,7 +20,7 @@ def cookie_value(client) -> str | None:
 
 def audit_actions(db, outcome=None) -> list[tuple[str, str]]:
     rows = db.execute(select(AuditEntry.action, AuditEntry.outcome).order_by(AuditEntry.id))
-    return [tuple(r) for r in rows if outcome is None or r[1] == outcome]
+    return [tuple(row) for row in rows if outcome is None or row[1] == outcome]
 
 
 def test_login_returns_the_user_and_a_csrf_token_and_sets_a_safe_cookie(client, make_user, db):
@@ -179,7 +179,8 @@ def test_creating_a_token_asks_for_the_password_again(client, make_user, db):
 
 
 def test_a_token_never_outranks_or_outlives_the_credential_that_makes_it(make_user, db):
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.api_tokens import create_api_token
     from app.auth.session_cache import Principal
     from app.errors import APIError
 
@@ -194,12 +195,12 @@ def test_a_token_never_outranks_or_outlives_the_credential_that_makes_it(make_us
         expires_at=limit,
         token_id=1,
     )
-    actor = services.Actor.of(caller, None)
-    token, _raw = services.create_api_token(db, actor, admin, name="derived", caller=caller)
+    actor = Actor.of(caller, None)
+    token, _raw = create_api_token(db, actor, admin, name="derived", caller=caller)
     assert token.role == "viewer" and token.expires_at == limit
     for fields in ({"role": "admin"}, {"role": "operator"}, {"expires_in_days": 2}):
         with pytest.raises(APIError) as refused:
-            services.create_api_token(db, actor, admin, name="more", caller=caller, **fields)
+            create_api_token(db, actor, admin, name="more", caller=caller, **fields)
         assert refused.value.status == 422, fields
 
 

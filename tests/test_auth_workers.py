@@ -5,19 +5,11 @@ import time
 import pytest
 from sqlalchemy import text
 
-from app import create_app
 from app.db.notices import LISTENER_APP_NAME
 from tests.conftest import PASSWORD, READY_DETAILS, create_user
 from tests.harness import Gunicorn, login
 
 WORKERS = 4
-
-
-@pytest.fixture(scope="module")
-def factory(committed_env):
-    application = create_app(committed_env)
-    yield application.extensions["backoffice"].session_factory
-    application.extensions["backoffice"].close()
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +172,7 @@ def test_throttling_holds_across_workers(factory, workers):
 def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
     factory, workers, admin
 ):
-    from app.auth.services import Actor
+    from app.audit import Actor
     from app.customers import services as customers
     from app.db.session import session_scope
 

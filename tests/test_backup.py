@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.auth.services import Actor
+from app.audit import Actor
 from app.customers import services as customers
 from app.db import backup as backup_module
 from app.db import migrations

@@ -154,7 +154,8 @@ def app_on(env):
 
 
 def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.api_tokens import create_api_token
     from app.db.session import session_scope
     from tests.conftest import create_user
 
@@ -164,9 +165,9 @@ def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
 
     def token(name: str) -> tuple[int, dict[str, str]]:
         with session_scope(factory) as session:
-            row, raw = services.create_api_token(
+            row, raw = create_api_token(
                 session,
-                services.Actor(None, "tests"),
+                Actor(None, "tests"),
                 session.get(User, user.id),
                 name=name,
             )

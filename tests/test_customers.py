@@ -1,9 +1,8 @@
 """Customers over HTTP and the CLI: who may do what, bad input, and deletion with data."""
 
 import pytest
-from sqlalchemy import BigInteger, Column, Table, Text, select, text
+from sqlalchemy import select
 
-from app.db.base import DataBase
 from app.models.primary.config import AuditEntry
 from tests.conftest import login
 
@@ -66,8 +65,10 @@ def test_listing_filters_searches_and_pages(client, as_operator):
             == 201
         )
     page = client.get("/api/customers?status=active&limit=1").json
-    assert [c["code"] for c in page["customers"]] == ["ALPHA"] and page["total"] == 2
-    assert [c["code"] for c in client.get("/api/customers?q=eta").json["customers"]] == ["BETA"]
+    assert [customer["code"] for customer in page["customers"]] == ["ALPHA"] and page["total"] == 2
+    assert [
+        customer["code"] for customer in client.get("/api/customers?q=eta").json["customers"]
+    ] == ["BETA"]
     assert client.get("/api/customers?q=%25").json["total"] == 0, "% is searched literally"
     assert client.get("/api/customers?status=gone").status_code == 400
 
@@ -103,24 +104,9 @@ def test_codes_are_unique_and_never_change(client, as_operator):
 
 
 @pytest.fixture
-def data_table(db):
+def data_table(probe_table):
     """A data-engine table that refers to customers, as imports and datasets will."""
-    table = Table(
-        "customer_rows_probe",
-        DataBase.metadata,
-        Column("id", BigInteger, primary_key=True),
-        Column("customer_id", BigInteger),
-        Column("value", Text),
-        schema="workspace",
-    )
-    db.connection_for("data").execute(
-        text(
-            "CREATE TABLE workspace.customer_rows_probe "
-            "(id bigserial PRIMARY KEY, customer_id bigint, value text)"
-        )
-    )
-    yield table
-    DataBase.metadata.remove(table)
+    return probe_table("customer_rows_probe", "customer_id", "value")
 
 
 def test_a_customer_with_data_cannot_be_deleted(client, as_operator, db, data_table):

@@ -1,38 +1,23 @@
 """The guard: work that spans both engines fails even where one database would hide it."""
 
 import pytest
-from sqlalchemy import BigInteger, Column, Table, Text, insert, select, text
+from sqlalchemy import insert, select
 
-from app.auth import services
-from app.db.base import DataBase
+from app.audit import Actor
+from app.auth.users import create_user
 from app.db.guard import CrossEngineQuery, CrossEngineWrite
 from app.models.primary.config import User
 
 
 @pytest.fixture
-def data_table(db):
-    table = Table(
-        "guard_probe",
-        DataBase.metadata,
-        Column("id", BigInteger, primary_key=True),
-        Column("user_id", BigInteger),
-        Column("note", Text),
-        schema="workspace",
-    )
-    db.connection_for("data").execute(
-        text(
-            "CREATE TABLE workspace.guard_probe "
-            "(id bigserial PRIMARY KEY, user_id bigint, note text)"
-        )
-    )
-    yield table
-    DataBase.metadata.remove(table)
+def data_table(probe_table):
+    return probe_table("guard_probe", "user_id", "note")
 
 
 def new_user(db) -> User:
-    return services.create_user(
+    return create_user(
         db,
-        services.Actor(None, "tests"),
+        Actor(None, "tests"),
         email="g@example.com",
         display_name="G",
         role="viewer",

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from app.auth.services import Actor
+from app.audit import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
 from app.imports import service as imports

@@ -36,10 +36,11 @@ def test_an_upload_over_the_limit_is_a_page_naming_the_limit(make_env):
 
 
 def test_pages_refuse_an_api_token(client, make_user, db):
-    from app.auth import services
+    from app.audit import Actor
+    from app.auth.api_tokens import create_api_token
 
     user = make_user("admin")
-    _, secret = services.create_api_token(db, services.Actor(None, "tests"), user, name="script")
+    _, secret = create_api_token(db, Actor(None, "tests"), user, name="script")
     db.commit()
     bearer = {"Authorization": f"Bearer {secret}"}
     assert client.get("/api/auth/me", headers=bearer).status_code == 200

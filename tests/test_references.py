@@ -3,10 +3,8 @@
 import time
 
 import pytest
-from sqlalchemy import event
 
-from app import create_app
-from app.auth.services import Actor
+from app.audit import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
 from app.errors import APIError
@@ -15,16 +13,9 @@ from tests.conftest import create_user
 ACTOR = Actor(None, "tests")
 
 
-@pytest.fixture(scope="module")
-def application(committed_env):
-    app = create_app(committed_env)
-    yield app
-    app.extensions["backoffice"].close()
-
-
 @pytest.fixture
-def bo(application):
-    backoffice = application.extensions["backoffice"]
+def bo(committed_app):
+    backoffice = committed_app.extensions["backoffice"]
     backoffice.notices.ensure_listening()
     deadline = time.monotonic() + 5
     while not backoffice.notices.connected and time.monotonic() < deadline:
@@ -34,15 +25,8 @@ def bo(application):
 
 
 @pytest.fixture
-def queries(bo):
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(bo.engines.primary, "before_cursor_execute", count)
-    yield statements
-    event.remove(bo.engines.primary, "before_cursor_execute", count)
+def queries(bo, primary_queries):
+    return primary_queries
 
 
 def new_customer(bo, code, status="active"):
@@ -79,9 +63,9 @@ def test_unknown_and_inactive_customers_and_users_are_clear_4xx(bo):
     assert refusal(bo, "customer", True) == "invalid_customer_id"
     user = create_user(bo.session_factory, "viewer")
     with session_scope(bo.session_factory) as session:
-        from app.auth import services
+        from app.auth import users
 
-        services.update_user(session, ACTOR, services.get_user(session, user.id), is_active=False)
+        users.update_user(session, ACTOR, users.get_user(session, user.id), is_active=False)
     time.sleep(0.1)
     assert refusal(bo, "user", user.id) == "inactive_user"
     assert refusal(bo, "user", 987654321) == "unknown_user"

@@ -1,11 +1,15 @@
 """The schema-to-engine map is the one source of truth, and no model breaks it."""
 
+import ast
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table
 
 from app.db import migrations
-from app.db.base import BASES, PrimaryBase, layout_violations, metadata_of
+from app.db.base import BASES, PrimaryBase, layout_violations
 from app.db.schemas import DATA, PRIMARY, SCHEMA_ENGINE, engine_of, schemas_of
+from app.models import METADATA
 
 
 def test_map_assigns_the_four_schemas_to_their_engines():
@@ -17,7 +21,31 @@ def test_map_assigns_the_four_schemas_to_their_engines():
 
 
 def test_no_model_sits_in_a_schema_its_base_does_not_own_and_no_foreign_key_crosses():
-    assert layout_violations({role: metadata_of(role) for role in BASES}) == []
+    assert layout_violations(METADATA) == []
+
+
+# What app/db/ is built on; everything else in app/ is built on it.
+DB_FOUNDATIONS = ("app.db", "app.config", "app.errors", "app.private_file")
+
+
+def test_the_db_package_imports_nothing_that_is_built_on_it():
+    upward = []
+    for path in sorted((Path(__file__).parents[1] / "app" / "db").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+                if node.module == "app":
+                    names = [f"app.{alias.name}" for alias in node.names]
+            else:
+                continue
+            upward += [
+                f"{path.name}:{node.lineno} {name}"
+                for name in names
+                if name.startswith("app.") and not name.startswith(DB_FOUNDATIONS)
+            ]
+    assert upward == []
 
 
 def test_layout_check_catches_a_cross_engine_foreign_key_and_a_misplaced_table():

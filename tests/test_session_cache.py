@@ -4,10 +4,11 @@ not trusted. (Across gunicorn workers: tests/test_auth_workers.py.)"""
 import time
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app import create_app
-from app.auth import services
+from app.audit import Actor
+from app.auth import sessions, users
 from app.db.session import session_scope
 from tests.conftest import PASSWORD, READY_DETAILS, create_user, login
 
@@ -15,24 +16,10 @@ QUIET = 0.3  # seconds for a listener to (re)connect or a notice to arrive, on l
 
 
 @pytest.fixture(scope="module")
-def cached_app(committed_env):
-    application = create_app({**committed_env, "SESSION_CACHE_TTL": "30"})
-    yield application
-    application.extensions["backoffice"].close()
-
-
-@pytest.fixture
-def primary_queries(cached_app):
-    """Statements sent to the primary engine by this process, counted."""
-    engine = cached_app.extensions["backoffice"].engines.primary
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    yield statements
-    event.remove(engine, "before_cursor_execute", count)
+def cached_app(committed_app):
+    """The session cache at its default TTL (30 s), trusted while the listener is up."""
+    assert cache_of(committed_app).ttl == 30
+    return committed_app
 
 
 def cache_of(app):
@@ -108,8 +95,8 @@ def test_a_rolled_back_change_sends_nothing_and_ends_nothing(
     generation = cache.generation
     factory = cached_app.extensions["backoffice"].session_factory
     with factory() as session:
-        target = services.get_user(session, user.id)
-        services.update_user(session, services.Actor(None, "tests"), target, is_active=False)
+        target = users.get_user(session, user.id)
+        users.update_user(session, Actor(None, "tests"), target, is_active=False)
         session.rollback()
     time.sleep(QUIET)
     assert cache.generation == generation, "no notice arrived"
@@ -122,10 +109,10 @@ def test_a_committed_change_ends_the_cached_session_at_once(cached_app, logged_i
     user, client = logged_in
     client.get("/api/auth/me")
     with session_scope(cached_app.extensions["backoffice"].session_factory) as session:
-        services.set_password(
+        users.set_password(
             session,
-            services.Actor(None, "tests"),
-            services.get_user(session, user.id),
+            Actor(None, "tests"),
+            users.get_user(session, user.id),
             "an entirely new password",
             must_change=False,
             action="user.password_reset",
@@ -137,9 +124,7 @@ def test_ending_every_session_empties_every_cache(cached_app, logged_in):
     _user, client = logged_in
     client.get("/api/auth/me")
     with session_scope(cached_app.extensions["backoffice"].session_factory) as session:
-        ended, _revoked = services.end_every_session(
-            session, services.Actor(None, "tests"), reason="drill"
-        )
+        ended, _revoked = sessions.end_every_session(session, Actor(None, "tests"), reason="drill")
         assert ended >= 1
     assert wait_for(lambda: client.get("/api/auth/me").status_code == 401, 1.0)
 

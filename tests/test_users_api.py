@@ -6,8 +6,8 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from app import create_app
-from app.auth import services
+from app.audit import Actor
+from app.auth.api_tokens import create_api_token
 from app.db.session import session_scope
 from app.models.primary.config import AuditEntry, User
 from tests.conftest import PASSWORD, create_user, login
@@ -36,7 +36,7 @@ def test_admin_creates_lists_gets_updates_and_deletes_a_user(client, as_admin, d
     assert last_audit(db).action == "user.create" and last_audit(db).actor_id == admin.id
 
     listed = client.get("/api/users").json["users"]
-    assert {u["email"] for u in listed} >= {admin.email, "New.Person@Example.com"}
+    assert {user["email"] for user in listed} >= {admin.email, "New.Person@Example.com"}
     assert client.get(f"/api/users/{user['id']}").json["user"]["display_name"] == "New Person"
 
     patched = client.patch(
@@ -185,7 +185,7 @@ def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, d
         )
     mine = f"action=user.create&actor_id={admin.id}"
     page = client.get(f"/api/audit?limit=2&{mine}").json
-    assert [e["action"] for e in page["entries"]] == ["user.create", "user.create"]
+    assert [entry["action"] for entry in page["entries"]] == ["user.create", "user.create"]
     assert page["entries"][0]["id"] > page["entries"][1]["id"]
     rest = client.get(f"/api/audit?limit=5&{mine}&before_id={page['next_before_id']}")
     assert len(rest.json["entries"]) == 1
@@ -201,7 +201,7 @@ def test_the_audit_log_pages_newest_first_and_is_append_only(client, as_admin, d
 
 def make_token(db, user, name="cron") -> tuple[int, dict[str, str]]:
     """A committed API token of the user: its id, and the header that sends it."""
-    token, raw = services.create_api_token(db, services.Actor(None, "tests"), user, name=name)
+    token, raw = create_api_token(db, Actor(None, "tests"), user, name=name)
     db.commit()
     return token.id, {"Authorization": f"Bearer {raw}"}
 
@@ -229,7 +229,7 @@ def test_cutting_a_user_off_revokes_their_api_tokens(client, as_admin, make_user
     listed = client.get(f"/api/users/{user.id}/tokens").json["tokens"]
     assert listed[0]["revoked_at"] is not None
     entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "token.revoke_all")).all()
-    assert [e.target_id for e in entries] == [str(user.id)]
+    assert [entry.target_id for entry in entries] == [str(user.id)]
     assert entries[0].details["count"] == 1
     if cut == "disable":  # enabling again does not bring the tokens back
         client.patch(f"/api/users/{user.id}", headers=headers, json={"is_active": True})
@@ -244,7 +244,9 @@ def test_admin_lists_and_revokes_a_users_tokens(client, as_admin, make_user, db)
     token_id, bearer = make_token(db, user)
     stranger_token, stranger_bearer = make_token(db, stranger)
     listed = client.get(f"/api/users/{user.id}/tokens").json["tokens"]
-    assert [(t["id"], t["name"], t["revoked_at"]) for t in listed] == [(token_id, "cron", None)]
+    assert [(token["id"], token["name"], token["revoked_at"]) for token in listed] == [
+        (token_id, "cron", None)
+    ]
     assert "secret" not in listed[0] and "token_hash" not in listed[0]
     assert client.get("/api/users/999999999/tokens").status_code == 404
 
@@ -280,13 +282,6 @@ def test_an_admin_token_cannot_end_sessions_or_revoke_tokens(client, as_admin, m
 
 
 # -- the last active admin, under concurrency -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def committed_app(committed_env):
-    application = create_app(committed_env)
-    yield application
-    application.extensions["backoffice"].close()
 
 
 def waiting_backends(engine, count: int) -> None:
@@ -348,8 +343,8 @@ def test_two_admins_removing_each_other_at_once_leave_one_admin(committed_app, c
         thread.join(30)
 
     statuses = sorted(reply.status_code for reply in replies.values())
-    assert statuses in ([200, 409], [204, 409]), [r.json for r in replies.values()]
-    refused = next(r for r in replies.values() if r.status_code == 409)
+    assert statuses in ([200, 409], [204, 409]), [reply.json for reply in replies.values()]
+    refused = next(reply for reply in replies.values() if reply.status_code == 409)
     assert refused.json["error"]["code"] == "last_admin"
     with session_scope(factory) as session:
         admins = session.scalars(select(User.id).where(User.role == "admin", User.is_active)).all()

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from app import create_app
-from app.auth.services import Actor
+from app.audit import Actor
 from app.customers import services as customers
 from app.db import migrations
 from app.db.schemas import DATA, PRIMARY

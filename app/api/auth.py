@@ -6,14 +6,14 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
 
 from app.api.body import json_body, string_field
-from app.auth import services
+from app.audit import Actor
+from app.auth import api_tokens, sessions, users
 from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip, current_session_token
 from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
 from app.auth.tokens import csrf_token_for
 from app.db.session import db_session
 from app.errors import APIError
-from app.models.primary.config import UserSession
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -30,8 +30,8 @@ def _settings():
     return current_app.extensions["backoffice"].settings
 
 
-def _actor() -> services.Actor:
-    return services.Actor.of(current_user, client_ip())
+def _actor() -> Actor:
+    return Actor.of(current_user, client_ip())
 
 
 @bp.post("/login")
@@ -81,36 +81,32 @@ def me():
 @bp.get("/sessions")
 @allow("viewer")
 def my_sessions():
-    rows = services.list_sessions(db_session(), current_user.user_id)
-    return jsonify(sessions=[r.as_dict(current_id=current_user.session_id) for r in rows])
+    rows = sessions.list_sessions(db_session(), current_user.user_id)
+    return jsonify(sessions=[row.as_dict(current_id=current_user.session_id) for row in rows])
 
 
 @bp.delete("/sessions")
 @allow("viewer", session_only=True)
 def end_my_other_sessions():
     db = db_session()
-    ended = services.end_sessions(
+    ended, _ = sessions.end_user_sessions(
         db,
-        user_id=current_user.user_id,
+        _actor(),
+        current_user.user_id,
         keep_session_id=current_user.session_id,
         reason="ended by its user",
     )
-    _actor().audit(
-        db, "session.end_all", target_type="user", target_id=current_user.user_id, count=len(ended)
-    )
     db.commit()
-    return jsonify(ended=len(ended))
+    return jsonify(ended=ended)
 
 
 @bp.delete("/sessions/<int:session_id>")
 @allow("viewer", session_only=True)
 def end_my_session(session_id: int):
     db = db_session()
-    row = db.get(UserSession, session_id) if session_id < 2**63 else None
-    if row is None or row.user_id != current_user.user_id or row.ended_at is not None:
+    if sessions.find_open_session(db, current_user.user_id, session_id) is None:
         raise APIError(f"you have no open session {session_id}", code="not_found", status=404)
-    services.end_sessions(db, session_id=session_id, reason="ended by its user")
-    _actor().audit(db, "session.end", target_type="session", target_id=session_id)
+    sessions.end_session(db, _actor(), session_id, reason="ended by its user")
     db.commit()
     return Response(status=204)
 
@@ -123,7 +119,7 @@ def change_password():
     )
     db = db_session()
     try:
-        services.change_own_password(
+        users.change_own_password(
             db,
             _actor(),
             current_user,
@@ -141,8 +137,8 @@ def change_password():
 @bp.get("/tokens")
 @allow("viewer")
 def my_tokens():
-    rows = services.list_api_tokens(db_session(), current_user.user_id)
-    return jsonify(tokens=[t.as_dict() for t in rows])
+    rows = api_tokens.list_api_tokens(db_session(), current_user.user_id)
+    return jsonify(tokens=[token.as_dict() for token in rows])
 
 
 @bp.post("/tokens")
@@ -155,16 +151,16 @@ def create_token():
         required={"name", "current_password"},
     )
     db = db_session()
-    user = services.get_user(db, current_user.user_id)
+    user = users.get_user(db, current_user.user_id)
     try:
-        services.confirm_password(
+        users.confirm_password(
             db, _actor(), user, string_field(body, "current_password"), action="token.create"
         )
     except APIError as exc:
         if exc.code == "invalid_credentials":
             db.commit()  # the refusal is audited
         raise
-    token, raw = services.create_api_token(
+    token, raw = api_tokens.create_api_token(
         db,
         _actor(),
         user,
@@ -181,9 +177,9 @@ def create_token():
 @allow("viewer", session_only=True)
 def revoke_token(token_id: int):
     db = db_session()
-    token = services.find_api_token(db, current_user.user_id, token_id)
+    token = api_tokens.find_api_token(db, current_user.user_id, token_id)
     if token is None:
         raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
-    services.revoke_api_token(db, _actor(), token)
+    api_tokens.revoke_api_token(db, _actor(), token)
     db.commit()
     return Response(status=204)

@@ -6,9 +6,9 @@ from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 
 from app.api.body import json_body, query_int
+from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
-from app.auth.services import Actor
 from app.customers import services
 from app.db.session import db_session
 

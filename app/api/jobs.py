@@ -8,9 +8,10 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from app.api.body import query_int
+from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
-from app.auth.services import RANK, Actor
+from app.auth.roles import RANK
 from app.db.session import db_session
 from app.jobs import queue
 from app.models.data.workspace import Job

@@ -7,19 +7,19 @@ from flask_login import current_user
 
 from app.api.auth import no_store
 from app.api.body import json_body
-from app.auth import passwords, services
+from app.audit import Actor
+from app.auth import api_tokens, passwords, sessions, users
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.db.session import db_session
 from app.errors import APIError
-from app.models.primary.config import UserSession
 
 bp = Blueprint("users", __name__, url_prefix="/api/users")
 bp.after_request(no_store)  # temporary passwords, and accounts: never kept by a cache
 
 
-def _actor() -> services.Actor:
-    return services.Actor.of(current_user, client_ip())
+def _actor() -> Actor:
+    return Actor.of(current_user, client_ip())
 
 
 def password_or_temporary(body: dict) -> tuple[str, bool]:
@@ -35,7 +35,7 @@ def password_or_temporary(body: dict) -> tuple[str, bool]:
 @bp.get("")
 @allow("admin")
 def list_users():
-    return jsonify(users=[u.as_dict() for u in services.list_users(db_session())])
+    return jsonify(users=[user.as_dict() for user in users.list_users(db_session())])
 
 
 @bp.post("")
@@ -48,7 +48,7 @@ def create_user():
     )
     password, generated = password_or_temporary(body)
     db = db_session()
-    user = services.create_user(
+    user = users.create_user(
         db,
         _actor(),
         email=body["email"],
@@ -67,7 +67,7 @@ def create_user():
 @bp.get("/<int:user_id>")
 @allow("admin")
 def get_user(user_id: int):
-    return jsonify(user=services.get_user(db_session(), user_id).as_dict())
+    return jsonify(user=users.get_user(db_session(), user_id).as_dict())
 
 
 @bp.patch("/<int:user_id>")
@@ -75,8 +75,8 @@ def get_user(user_id: int):
 def update_user(user_id: int):
     body = json_body(allowed={"role", "is_active", "display_name"})
     db = db_session()
-    user = services.get_user(db, user_id)
-    changes = services.update_user(db, _actor(), user, **body)
+    user = users.get_user(db, user_id)
+    changes = users.update_user(db, _actor(), user, **body)
     db.commit()
     return jsonify(user=user.as_dict(), changed=sorted(changes))
 
@@ -85,7 +85,7 @@ def update_user(user_id: int):
 @allow("admin")
 def delete_user(user_id: int):
     db = db_session()
-    services.delete_user(db, _actor(), services.get_user(db, user_id))
+    users.delete_user(db, _actor(), users.get_user(db, user_id))
     db.commit()
     return Response(status=204)
 
@@ -97,10 +97,8 @@ def reset_password(user_id: int):
     body = json_body(allowed={"password"}) if _has_body() else {}
     password, generated = password_or_temporary(body)
     db = db_session()
-    user = services.get_user(db, user_id)
-    services.set_password(
-        db, _actor(), user, password, must_change=True, action="user.password_reset"
-    )
+    user = users.get_user(db, user_id)
+    users.set_password(db, _actor(), user, password, must_change=True, action="user.password_reset")
     db.commit()
     payload = {"user": user.as_dict()}
     if generated:
@@ -112,8 +110,8 @@ def reset_password(user_id: int):
 @allow("admin")
 def user_sessions(user_id: int):
     db = db_session()
-    services.get_user(db, user_id)
-    return jsonify(sessions=[s.as_dict() for s in services.list_sessions(db, user_id)])
+    users.get_user(db, user_id)
+    return jsonify(sessions=[row.as_dict() for row in sessions.list_sessions(db, user_id)])
 
 
 @bp.delete("/<int:user_id>/sessions")
@@ -121,12 +119,10 @@ def user_sessions(user_id: int):
 def end_user_sessions(user_id: int):
     """Like `backoffice users end-sessions E`: the user's API tokens are revoked too."""
     db = db_session()
-    services.get_user(db, user_id)
-    actor = _actor()
-    ended, revoked = services.end_user_access(
-        db, actor, user_id=user_id, reason="ended by an admin"
+    users.get_user(db, user_id)
+    ended, revoked = sessions.end_user_sessions(
+        db, _actor(), user_id, reason="ended by an admin", revoke_tokens=True
     )
-    actor.audit(db, "session.end_all", target_type="user", target_id=user_id, count=ended)
     db.commit()
     return jsonify(ended=ended, revoked_tokens=revoked)
 
@@ -135,13 +131,11 @@ def end_user_sessions(user_id: int):
 @allow("admin", session_only=True)
 def end_user_session(user_id: int, session_id: int):
     db = db_session()
-    row = db.get(UserSession, session_id) if session_id < 2**63 else None
-    if row is None or row.user_id != user_id or row.ended_at is not None:
+    if sessions.find_open_session(db, user_id, session_id) is None:
         raise APIError(
             f"user {user_id} has no open session {session_id}", code="not_found", status=404
         )
-    services.end_sessions(db, session_id=session_id, reason="ended by an admin")
-    _actor().audit(db, "session.end", target_type="session", target_id=session_id)
+    sessions.end_session(db, _actor(), session_id, reason="ended by an admin")
     db.commit()
     return Response(status=204)
 
@@ -150,19 +144,19 @@ def end_user_session(user_id: int, session_id: int):
 @allow("admin")
 def user_tokens(user_id: int):
     db = db_session()
-    services.get_user(db, user_id)
-    return jsonify(tokens=[t.as_dict() for t in services.list_api_tokens(db, user_id)])
+    users.get_user(db, user_id)
+    return jsonify(tokens=[token.as_dict() for token in api_tokens.list_api_tokens(db, user_id)])
 
 
 @bp.delete("/<int:user_id>/tokens/<int:token_id>")
 @allow("admin", session_only=True)
 def revoke_user_token(user_id: int, token_id: int):
     db = db_session()
-    services.get_user(db, user_id)
-    token = services.find_api_token(db, user_id, token_id)
+    users.get_user(db, user_id)
+    token = api_tokens.find_api_token(db, user_id, token_id)
     if token is None:
         raise APIError(f"user {user_id} has no API token {token_id}", code="not_found", status=404)
-    services.revoke_api_token(db, _actor(), token)
+    api_tokens.revoke_api_token(db, _actor(), token)
     db.commit()
     return Response(status=204)
 

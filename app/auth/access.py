@@ -16,8 +16,9 @@ from typing import TypeVar
 from flask import current_app, request
 from flask_login import current_user
 
-from app.auth import services
+from app.audit import Actor
 from app.auth.login import current_session_token
+from app.auth.roles import RANK
 from app.auth.tokens import csrf_matches
 from app.db.session import db_session
 from app.errors import APIError
@@ -41,7 +42,7 @@ def allow(
     """Declare who may use a view: PUBLIC, "viewer", "operator" or "admin"; `session_only`:
     through a logged-in session, not an API token; `upload`: a form that carries a file, read
     up to MAX_UPLOAD_BYTES instead of the JSON limit."""
-    if rule not in (PUBLIC, METRICS) and rule not in services.RANK:
+    if rule not in (PUBLIC, METRICS) and rule not in RANK:
         raise ValueError(f"unknown access rule {rule!r}")
 
     def mark(view: View) -> View:
@@ -99,7 +100,7 @@ def enforce() -> None:
             code="password_change_required",
             status=403,
         )
-    if services.RANK[principal.role] < services.RANK[rule]:
+    if RANK[principal.role] < RANK[rule]:
         _refuse(principal, needed=rule)
         raise APIError(f"this needs the {rule} role", code="forbidden", status=403)
     if getattr(view, "session_only", False) and principal.via != "session":
@@ -114,7 +115,7 @@ def enforce() -> None:
 def _refuse(principal, *, needed: str) -> None:
     """Audit a refused authorization (committed: the refusal is raised right after)."""
     db = db_session()
-    services.Actor.of(principal, request.remote_addr).audit(
+    Actor.of(principal, request.remote_addr).audit(
         db,
         "access.refused",
         outcome="refused",

@@ -159,14 +159,13 @@ def end_sessions(email: str | None, everyone: bool) -> None:
     else:
 
         def action(session):
-            user, actor = _find(session, email), cli_actor()
-            counts = services.end_user_access(
-                session, actor, user_id=user.id, reason="ended by an admin"
+            return services.end_user_sessions(
+                session,
+                cli_actor(),
+                _find(session, email).id,
+                reason="ended by an admin",
+                revoke_tokens=True,
             )
-            actor.audit(
-                session, "session.end_all", target_type="user", target_id=user.id, count=counts[0]
-            )
-            return counts
 
         ended, revoked = _run(action)
     click.echo(f"ended {ended} session(s) and revoked {revoked} API token(s)")

@@ -8,7 +8,7 @@ from flask import Flask, Request, current_app, g, request
 from flask_login import LoginManager
 from sqlalchemy.exc import OperationalError
 
-from app.auth import services
+from app.auth.principals import principal_for_api_token, principal_for_session
 from app.auth.session_cache import Principal
 from app.auth.tokens import SESSION_COOKIE, token_hash
 from app.db.session import db_session
@@ -45,7 +45,7 @@ def load_principal(req: Request) -> Principal | None:
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw or len(raw) > MAX_TOKEN_LENGTH:
             return None
-        key, load = f"t:{token_hash(raw)}", lambda db: services.principal_for_api_token(db, raw)
+        key, load = f"t:{token_hash(raw)}", lambda db: principal_for_api_token(db, raw)
     else:
         raw = req.cookies.get(SESSION_COOKIE, "")
         if not raw or len(raw) > MAX_TOKEN_LENGTH:
@@ -54,7 +54,7 @@ def load_principal(req: Request) -> Principal | None:
         key = f"s:{token_hash(raw)}"
 
         def load(db):
-            return services.principal_for_session(db, bo.settings, raw)
+            return principal_for_session(db, bo.settings, raw)
 
     principal = cache.get(key)
     if principal is not None and principal.expires_at and principal.expires_at <= _now():

@@ -1,18 +1,90 @@
-"""Signing in and out through the session cookie: shared by the JSON API and the pages."""
+"""Signing in and out through the session cookie: shared by the JSON API and the pages.
+
+`login` checks the credentials under the login throttle and opens a session; `sign_in` adds
+what a browser needs (the session it held before ends) and commits.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from flask import Request, Response
+from sqlalchemy import func
 
-from app.auth import services
+from app import audit
+from app.audit import Actor
+from app.auth import passwords, throttle
 from app.auth.session_cache import Principal
+from app.auth.sessions import end_sessions, open_session
 from app.auth.tokens import SESSION_COOKIE, token_hash
+from app.auth.users import find_user_by_email
 from app.config import Settings
 from app.db.session import BackofficeSession
+from app.email_address import normalize_email
 from app.errors import APIError
 from app.models.primary.config import User, UserSession
+
+
+class LoginRefused(APIError):
+    """Wrong email or password: the caller commits the failure count and the audit row."""
+
+    status = 401
+    code = "invalid_credentials"
+
+
+def login(
+    session: BackofficeSession,
+    settings: Settings,
+    *,
+    email: object,
+    password: object,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> tuple[User, UserSession, str]:
+    """Check the credentials and open a session; returns the user, the row and the raw token."""
+    if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+        raise APIError("email and password are required strings", code="invalid_field", status=422)
+    try:
+        email = normalize_email(email)
+    except APIError:
+        email = email.strip()[:254]  # still counted and audited, never matches a user
+    keys = throttle.keys_for(settings, email, client_ip)
+    # Counted before the password is checked, so parallel attempts cannot all get checked.
+    wait = throttle.reserve(session, keys, settings.login_lockout_seconds)
+    if wait is not None:
+        audit.record(
+            session, "auth.login", outcome="throttled", actor_email=email, client_ip=client_ip
+        )
+        raise APIError(
+            "too many failed logins; try again later", code="too_many_attempts", status=429
+        ).with_header("Retry-After", str(wait))
+
+    user = find_user_by_email(session, email)
+    valid = passwords.verify_password(user.password_hash if user else None, password)
+    if not valid or user is None or not user.is_active:
+        throttle.record_failure(session, keys, settings.login_lockout_seconds)
+        reason = "inactive user" if valid and user is not None else "bad credentials"
+        audit.record(
+            session,
+            "auth.login",
+            outcome="failed",
+            actor_email=email,
+            actor_id=user.id if user else None,
+            client_ip=client_ip,
+            reason=reason,
+        )
+        raise LoginRefused("wrong email or password")
+
+    throttle.record_success(session, keys)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    user.last_login_at = func.now()
+    row, token = open_session(session, settings, user, client_ip=client_ip, user_agent=user_agent)
+    audit.record(
+        session, "auth.login", actor_id=user.id, actor_email=user.email, client_ip=client_ip
+    )
+    session.flush()
+    return user, row, token
 
 
 def sign_in(
@@ -28,7 +100,7 @@ def sign_in(
     count and the audit row stay). A session the browser held before ends: nothing from
     before a sign-in survives it."""
     try:
-        user, row, token = services.login(
+        user, row, token = login(
             session,
             settings,
             email=email,
@@ -43,14 +115,14 @@ def sign_in(
     if previous:
         old = session.query(UserSession).filter_by(token_hash=token_hash(previous)).one_or_none()
         if old is not None and old.id != row.id:
-            services.end_sessions(session, session_id=old.id, reason="replaced by a new login")
+            end_sessions(session, session_id=old.id, reason="replaced by a new login")
     session.commit()
     return user, row, token
 
 
-def sign_out(session: BackofficeSession, actor: services.Actor, principal: Principal) -> None:
+def sign_out(session: BackofficeSession, actor: Actor, principal: Principal) -> None:
     """End the caller's session, everywhere at once, and record it; commits."""
-    services.end_sessions(session, session_id=principal.session_id, reason="logout")
+    end_sessions(session, session_id=principal.session_id, reason="logout")
     actor.audit(session, "auth.logout", target_type="session", target_id=principal.session_id)
     session.commit()
 

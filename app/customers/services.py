@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy import Column, func, or_, select, text
 
-from app.auth.services import Actor, normalize_email, notify
+from app.audit import Actor
 from app.db.base import metadata_of
+from app.db.notices import notify
 from app.db.session import BackofficeSession
+from app.email_address import normalize_email
 from app.errors import APIError
 from app.models.primary.customer import STATUSES, Customer
 
@@ -59,7 +61,7 @@ def customers_by_id(session: BackofficeSession, ids: Iterable[int]) -> dict[int,
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    return {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
+    return {row.id: row for row in session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
 
 
 def list_customers(

@@ -40,12 +40,26 @@ class DataBase(DeclarativeBase):
 
 
 BASES: dict[EngineRole, type[DeclarativeBase]] = {PRIMARY: PrimaryBase, DATA: DataBase}
+# Each base's tables once every model is imported: `app.models` hands them over when it has
+# imported them all. This package never imports the models (they are built on it).
+_complete: dict[EngineRole, MetaData] = {}
+
+
+def models_loaded(metadatas: Mapping[EngineRole, MetaData]) -> None:
+    """Called by `app.models` once every model is on its base."""
+    _complete.update(metadatas)
 
 
 def metadata_of(role: EngineRole) -> MetaData:
-    import app.models  # noqa: F401  (registers every model on its base)
-
-    return BASES[role].metadata
+    """Every table of one engine, for the migrations' drift check and the moves between
+    layouts. Before the models are loaded it refuses rather than answer with tables missing
+    (a drift check would then call for dropping them)."""
+    try:
+        return _complete[role]
+    except KeyError:
+        raise RuntimeError(
+            "the models are not loaded: import app.models before asking for an engine's tables"
+        ) from None
 
 
 def iso(value: datetime | None) -> str | None:

@@ -14,11 +14,14 @@ import logging
 import os
 import threading
 import time
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import psycopg
 from cachetools import TTLCache
 from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from app.db.session import BackofficeSession
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,10 @@ class Subscriber(Protocol):
     def clear(self) -> None: ...
 
 
-def notify(connection, kind: str, ident: int = 0) -> None:
-    """Queue a notice on a primary-engine connection; it goes out when the transaction commits."""
-    connection.execute(
+def notify(session: BackofficeSession, kind: str, ident: int = 0) -> None:
+    """Tell every process to forget what it cached of a user, a session, a token or a
+    customer: queued on the session's primary connection, sent when (and if) it commits."""
+    session.connection_for("primary").execute(
         text("SELECT pg_notify(:channel, :payload)"),
         {"channel": CHANNEL, "payload": f"{kind}:{ident}"},
     )

@@ -7,9 +7,11 @@ from flask_login import current_user
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, NumberRange, Optional
 
-from app.auth import services
+from app.audit import Actor
+from app.auth import api_tokens, sessions, users
 from app.auth.access import allow
 from app.auth.login import client_ip
+from app.auth.roles import RANK
 from app.db.session import db_session
 from app.errors import APIError
 from app.models.primary.config import ROLES
@@ -42,12 +44,12 @@ class TokenForm(PageForm):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         # A token never outranks its owner: offer the roles up to mine, mine first.
-        mine = services.RANK[current_user.role]
-        self.role.choices = options((r, r) for r in reversed(ROLES) if services.RANK[r] <= mine)
+        mine = RANK[current_user.role]
+        self.role.choices = options((role, role) for role in reversed(ROLES) if RANK[role] <= mine)
 
 
-def _actor() -> services.Actor:
-    return services.Actor.of(current_user, client_ip())
+def _actor() -> Actor:
+    return Actor.of(current_user, client_ip())
 
 
 @bp.get("/account")
@@ -63,7 +65,7 @@ def change_password():
     if form.validate():
         db = db_session()
         try:
-            services.change_own_password(
+            users.change_own_password(
                 db, _actor(), current_user, form.current_password.data, form.new_password.data
             )
         except APIError as exc:
@@ -84,11 +86,10 @@ def change_password():
 def end_session(session_id: int):
     db = db_session()
     if session_id == current_user.session_id or not any(
-        row.id == session_id for row in services.list_sessions(db, current_user.user_id)
+        row.id == session_id for row in sessions.list_sessions(db, current_user.user_id)
     ):
         raise APIError(f"you have no other open session {session_id}", code="not_found", status=404)
-    services.end_sessions(db, session_id=session_id, reason="ended by its user")
-    _actor().audit(db, "session.end", target_type="session", target_id=session_id)
+    sessions.end_session(db, _actor(), session_id, reason="ended by its user")
     db.commit()
     flash("Session ended.", "success")
     return redirect(url_for("web.account"))
@@ -102,12 +103,12 @@ def create_token():
     form = TokenForm()
     if form.validate():
         db = db_session()
-        user = services.get_user(db, current_user.user_id)
+        user = users.get_user(db, current_user.user_id)
         try:
-            services.confirm_password(
+            users.confirm_password(
                 db, _actor(), user, form.current_password.data, action="token.create"
             )
-            token, raw = services.create_api_token(
+            token, raw = api_tokens.create_api_token(
                 db,
                 _actor(),
                 user,
@@ -137,10 +138,10 @@ def create_token():
 @allow("viewer")
 def revoke_token(token_id: int):
     db = db_session()
-    token = services.find_api_token(db, current_user.user_id, token_id)
+    token = api_tokens.find_api_token(db, current_user.user_id, token_id)
     if token is None:
         raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
-    services.revoke_api_token(db, _actor(), token)
+    api_tokens.revoke_api_token(db, _actor(), token)
     db.commit()
     flash(f"API token {token.name} revoked.", "success")
     return redirect(url_for("web.account"))
@@ -153,7 +154,7 @@ def _show(form: PasswordForm, token_form: TokenForm) -> str:
         title="Account",
         form=form,
         token_form=token_form,
-        sessions=services.list_sessions(db, current_user.user_id),
-        tokens=services.list_api_tokens(db, current_user.user_id),
+        sessions=sessions.list_sessions(db, current_user.user_id),
+        tokens=api_tokens.list_api_tokens(db, current_user.user_id),
         revoke_url=lambda token: url_for("web.revoke_token", token_id=token.id),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template, request
 
 from app import audit
-from app.auth import services
+from app.auth import users
 from app.auth.access import allow
 from app.db.session import db_session
 from app.web.pages import bp
@@ -32,6 +32,6 @@ def audit_log():
         older=entries[PAGE_SIZE - 1].id if len(entries) > PAGE_SIZE else None,
         action=action or "",
         actor_id=actor_id,
-        users=services.list_users(db),
+        users=users.list_users(db),
         newest=before_id is None,
     )

@@ -9,7 +9,7 @@ from flask_login import current_user
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import InputRequired, Length
 
-from app.auth import services
+from app.audit import Actor
 from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip
 from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
@@ -70,7 +70,7 @@ def login():
 @allow("viewer", while_password_change_required=True)
 def logout():
     response = redirect(url_for("web.login"))
-    sign_out(db_session(), services.Actor.of(current_user, client_ip()), current_user)
+    sign_out(db_session(), Actor.of(current_user, client_ip()), current_user)
     clear_session_cookie(response)
     flash("Signed out.", "success")
     return response

@@ -7,9 +7,9 @@ from flask_login import current_user
 from wtforms import EmailField, StringField
 from wtforms.validators import InputRequired, Length, Optional
 
+from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
-from app.auth.services import Actor
 from app.customers import services
 from app.db.session import db_session
 from app.errors import APIError

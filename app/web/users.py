@@ -8,7 +8,8 @@ from flask_login import current_user
 from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import InputRequired, Length, Optional
 
-from app.auth import passwords, services
+from app.audit import Actor
+from app.auth import api_tokens, passwords, sessions, users
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.db.session import db_session
@@ -41,16 +42,14 @@ class UserForm(PageForm):
     refusal_fields = {"invalid_role": "role", "forbidden_self_change": "role", "last_admin": "role"}
 
 
-def _actor() -> services.Actor:
-    return services.Actor.of(current_user, client_ip())
+def _actor() -> Actor:
+    return Actor.of(current_user, client_ip())
 
 
 @bp.get("/users")
 @allow("admin")
 def users_list():
-    return render_template(
-        "users/list.html", title="Users", users=services.list_users(db_session())
-    )
+    return render_template("users/list.html", title="Users", users=users.list_users(db_session()))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -62,7 +61,7 @@ def new_user():
         password = passwords.temporary_password() if generated else form.password.data
         db = db_session()
         try:
-            user = services.create_user(
+            user = users.create_user(
                 db,
                 _actor(),
                 email=form.email.data,
@@ -93,7 +92,7 @@ def new_user():
 @bp.get("/users/<int:user_id>")
 @allow("admin")
 def user_page(user_id: int):
-    user = services.get_user(db_session(), user_id)
+    user = users.get_user(db_session(), user_id)
     return _show(user, UserForm(obj=user))
 
 
@@ -101,11 +100,11 @@ def user_page(user_id: int):
 @allow("admin")
 def edit_user(user_id: int):
     db = db_session()
-    user = services.get_user(db, user_id)
+    user = users.get_user(db, user_id)
     form = UserForm()
     if form.validate():
         try:
-            changes = services.update_user(
+            changes = users.update_user(
                 db, _actor(), user, role=form.role.data, display_name=form.display_name.data
             )
         except APIError as exc:
@@ -115,16 +114,16 @@ def edit_user(user_id: int):
             db.commit()
             flash(f"User {user.email} saved." if changes else "Nothing changed.", "success")
             return redirect(url_for("web.user_page", user_id=user.id))
-    return _show(services.get_user(db, user_id), form), 422
+    return _show(users.get_user(db, user_id), form), 422
 
 
 @bp.post("/users/<int:user_id>/status")
 @allow("admin")
 def user_status(user_id: int):
     db = db_session()
-    user = services.get_user(db, user_id)
+    user = users.get_user(db, user_id)
     try:
-        services.update_user(db, _actor(), user, is_active=not user.is_active)
+        users.update_user(db, _actor(), user, is_active=not user.is_active)
     except APIError as exc:
         return refused_back(exc, url_for("web.user_page", user_id=user_id))
     db.commit()
@@ -139,11 +138,9 @@ def user_status(user_id: int):
 @allow("admin")
 def reset_user_password(user_id: int):
     db = db_session()
-    user = services.get_user(db, user_id)
+    user = users.get_user(db, user_id)
     password = passwords.temporary_password()
-    services.set_password(
-        db, _actor(), user, password, must_change=True, action="user.password_reset"
-    )
+    users.set_password(db, _actor(), user, password, must_change=True, action="user.password_reset")
     db.commit()
     return secret_page(
         f"Password of {user.email} reset",
@@ -159,12 +156,10 @@ def reset_user_password(user_id: int):
 @allow("admin")
 def end_user_sessions(user_id: int):
     db = db_session()
-    user = services.get_user(db, user_id)
-    actor = _actor()
-    ended, revoked = services.end_user_access(
-        db, actor, user_id=user.id, reason="ended by an admin"
+    user = users.get_user(db, user_id)
+    ended, revoked = sessions.end_user_sessions(
+        db, _actor(), user.id, reason="ended by an admin", revoke_tokens=True
     )
-    actor.audit(db, "session.end_all", target_type="user", target_id=user.id, count=ended)
     db.commit()
     flash(
         f"Ended {ended} session(s) and revoked {revoked} API token(s) of {user.email}.", "success"
@@ -176,11 +171,11 @@ def end_user_sessions(user_id: int):
 @allow("admin")
 def revoke_user_token(user_id: int, token_id: int):
     db = db_session()
-    user = services.get_user(db, user_id)
-    token = services.find_api_token(db, user.id, token_id)
+    user = users.get_user(db, user_id)
+    token = api_tokens.find_api_token(db, user.id, token_id)
     if token is None:
         raise APIError(f"user {user_id} has no API token {token_id}", code="not_found", status=404)
-    services.revoke_api_token(db, _actor(), token)
+    api_tokens.revoke_api_token(db, _actor(), token)
     db.commit()
     flash(f"API token {token.name} revoked.", "success")
     return redirect(url_for("web.user_page", user_id=user.id))
@@ -189,7 +184,7 @@ def revoke_user_token(user_id: int, token_id: int):
 @bp.get("/users/<int:user_id>/delete")
 @allow("admin")
 def confirm_delete_user(user_id: int):
-    user = services.get_user(db_session(), user_id)
+    user = users.get_user(db_session(), user_id)
     return render_template("users/delete.html", title=f"Delete {user.email}", user=user)
 
 
@@ -197,9 +192,9 @@ def confirm_delete_user(user_id: int):
 @allow("admin")
 def delete_user(user_id: int):
     db = db_session()
-    user = services.get_user(db, user_id)
+    user = users.get_user(db, user_id)
     try:
-        services.delete_user(db, _actor(), user)
+        users.delete_user(db, _actor(), user)
     except APIError as exc:
         return refused_back(exc, url_for("web.user_page", user_id=user_id))
     db.commit()
@@ -214,8 +209,8 @@ def _show(user: User, form: UserForm) -> str:
         title=f"User {user.email}",
         user=user,
         form=form,
-        sessions=services.list_sessions(db, user.id),
-        tokens=services.list_api_tokens(db, user.id),
+        sessions=sessions.list_sessions(db, user.id),
+        tokens=api_tokens.list_api_tokens(db, user.id),
         revoke_url=lambda token: url_for(
             "web.revoke_user_token", user_id=user.id, token_id=token.id
         ),

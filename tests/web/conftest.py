@@ -7,18 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from app import create_app
 from tests.harness import Gunicorn, WorkerProcess
 from tests.web.browser import CHROMIUM_ARGS, Visit, find_chromium
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def factory(committed_env):
-    application = create_app(committed_env)
-    yield application.extensions["backoffice"].session_factory
-    application.extensions["backoffice"].close()
 
 
 @pytest.fixture(scope="module")

@@ -35,31 +35,23 @@ from app.db import migrations
 from app.db.base import metadata_of
 from app.db.engines import database_identity
 from app.db.schemas import DATA, PRIMARY, schemas_of
+from app.db.table_copy import (
+    TableReport,
+    compare,
+    copy_table,
+    set_sequences,
+    stable_output,
+)
 from app.errors import ConfigError
 
 MOVES_TABLE = f"{migrations.VERSION_SCHEMA}.backoffice_moves"
 GUARD_FUNCTION = f"{migrations.VERSION_SCHEMA}.backoffice_moved_guard"
 GUARD_TRIGGER = "backoffice_moved"
 LOCK_TIMEOUT = "15s"
-# What `row::text` prints must not depend on the session that prints it.
-STABLE_OUTPUT = {
-    "timezone": "UTC",
-    "datestyle": "ISO, YMD",
-    "intervalstyle": "postgres",
-    "extra_float_digits": "1",
-    "bytea_output": "hex",
-}
 
 
 class MoveRefused(ConfigError):
     """The move would lose or mix data; nothing was changed."""
-
-
-@dataclass
-class TableReport:
-    table: str
-    rows: int
-    checksum: str
 
 
 @dataclass
@@ -73,7 +65,7 @@ class MoveReport:
 
     @property
     def rows(self) -> int:
-        return sum(t.rows for t in self.tables)
+        return sum(table.rows for table in self.tables)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +75,7 @@ class MoveReport:
             "copied": self.copied,
             "dropped_old": self.dropped_old,
             "rows": self.rows,
-            "tables": [t.__dict__ for t in self.tables],
+            "tables": [table.__dict__ for table in self.tables],
         }
 
 
@@ -206,8 +198,8 @@ def _copied_from(dst: Connection) -> str | None:
 def _existing(conn: Connection) -> list[Table]:
     names = set()
     for schema in schemas_of(PRIMARY):
-        names |= {f"{schema}.{t}" for t in inspect(conn).get_table_names(schema=schema)}
-    return [t for t in moved_tables() if t.fullname in names]
+        names |= {f"{schema}.{name}" for name in inspect(conn).get_table_names(schema=schema)}
+    return [table for table in moved_tables() if table.fullname in names]
 
 
 def _has_guard(conn: Connection) -> bool:
@@ -251,9 +243,9 @@ def _prepare_target(dst: Connection, source_key: str, *, split: bool) -> str:
             _drop_primary_schemas(dst)
         else:
             busy = [
-                f"{t.fullname} ({n} rows)"
-                for t in _existing(dst)
-                if (n := dst.execute(text(f"SELECT count(*) FROM {t.fullname}")).scalar())
+                f"{table.fullname} ({rows} rows)"
+                for table in _existing(dst)
+                if (rows := dst.execute(text(f"SELECT count(*) FROM {table.fullname}")).scalar())
             ]
             if busy:
                 raise MoveRefused(
@@ -271,48 +263,13 @@ def _prepare_target(dst: Connection, source_key: str, *, split: bool) -> str:
         return _database_key(dst, create=True)
 
 
-# -- copy and verify --------------------------------------------------------------------
-
-
-def _stable(conn: Connection) -> None:
-    for name, value in STABLE_OUTPUT.items():
-        conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
-
-
-def _columns(table: Table) -> str:
-    return ", ".join(f'"{c.name}"' for c in table.columns if c.computed is None)
-
-
-def fingerprint(conn: Connection, table: Table) -> TableReport:
-    """Row count and an order-free checksum: the sum of the first 64 bits of each row's md5."""
-    rows, total = conn.execute(
-        text(
-            f"SELECT count(*), coalesce(sum(('x' || left(md5(ROW({_columns(table)})::text), 16))"
-            f"::bit(64)::bigint::numeric), 0) FROM {table.fullname}"
-        )
-    ).one()
-    return TableReport(table.fullname, rows, format(int(total) & (2**64 - 1), "016x"))
-
-
-def _compare(src: Connection, dst: Connection) -> list[TableReport]:
-    reports, mismatched = [], []
-    for table in moved_tables():
-        before, after = fingerprint(src, table), fingerprint(dst, table)
-        if before != after:
-            mismatched.append(
-                f"{table.fullname}: source {before.rows} rows {before.checksum}, "
-                f"target {after.rows} rows {after.checksum}"
-            )
-        reports.append(after)
-    if mismatched:
-        raise MoveRefused("the copy differs from the source:\n  " + "\n  ".join(mismatched))
-    return reports
+# -- copy ------------------------------------------------------------------------------
 
 
 def _close_to_writers(src: Connection) -> None:
     """The source's primary tables, closed to writers (readers go on) until commit."""
     src.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": LOCK_TIMEOUT})
-    names = ", ".join(t.fullname for t in moved_tables())
+    names = ", ".join(table.fullname for table in moved_tables())
     try:
         src.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
     except DBAPIError as exc:
@@ -328,25 +285,15 @@ def _copy(
 ) -> list[TableReport]:
     with src.begin():
         _close_to_writers(src)
-        _stable(src)
+        stable_output(src)
         with dst.begin():
-            _stable(dst)
-            src_raw = src.connection.driver_connection
-            dst_raw = dst.connection.driver_connection
+            stable_output(dst)
             for table in moved_tables():
-                columns = _columns(table)
-                with (
-                    src_raw.cursor().copy(
-                        f"COPY (SELECT {columns} FROM {table.fullname}) TO STDOUT (FORMAT binary)"
-                    ) as out,
-                    dst_raw.cursor().copy(
-                        f"COPY {table.fullname} ({columns}) FROM STDIN (FORMAT binary)"
-                    ) as into,
-                ):
-                    for block in out:
-                        into.write(block)
-                _set_sequences(dst, table)
-            reports = _compare(src, dst)
+                copy_table(src, dst, table)
+                set_sequences(dst, table)
+            reports, mismatched = compare(src, dst, moved_tables())
+            if mismatched:
+                raise MoveRefused("the copy differs from the source:\n  " + "\n  ".join(mismatched))
             _set_marker(dst, "target", source_key, "copied")
             migrations.record_role(dst, PRIMARY, split=False)
             _forget(dst, "source")  # it holds the primary schemas now, whatever it held before
@@ -357,22 +304,6 @@ def _copy(
 def _forget(conn: Connection, side: str) -> None:
     _ensure_moves_table(conn)
     conn.execute(text(f"DELETE FROM {MOVES_TABLE} WHERE side = :side"), {"side": side})
-
-
-def _set_sequences(dst: Connection, table: Table) -> None:
-    for column in table.primary_key.columns:
-        sequence = dst.execute(
-            text("SELECT pg_get_serial_sequence(:t, :c)"),
-            {"t": table.fullname, "c": column.name},
-        ).scalar()
-        if sequence:
-            dst.execute(
-                text(
-                    f'SELECT setval(:s, coalesce(max("{column.name}"), 1), max("{column.name}") '
-                    f"IS NOT NULL) FROM {table.fullname}"
-                ),
-                {"s": sequence},
-            )
 
 
 def _close_source(src: Connection, target_key: str, target_name: str) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import parse_database_url
-from app.db import layout, migrations
+from app.db import migrations, move, table_copy
 from app.db.schemas import DATA, PRIMARY
 from tests.conftest import PASSWORD, _dispose, create_user, start_embedded_server
 from tests.harness import backoffice
@@ -24,7 +24,7 @@ def servers(pg_servers, split, tmp_path_factory):
     if split:
         yield pg_servers[PRIMARY], pg_servers[DATA]
         return
-    extra = start_embedded_server(tmp_path_factory.mktemp("layout") / "second")
+    extra = start_embedded_server(tmp_path_factory.mktemp("move") / "second")
     yield pg_servers[PRIMARY], extra
     extra.embedded.stop()
 
@@ -32,7 +32,7 @@ def servers(pg_servers, split, tmp_path_factory):
 @pytest.fixture
 def databases(servers, tmp_path):
     """An empty database on each server, as libpq URLs, dropped afterwards."""
-    made = [(server, server.create_database("layout")) for server in servers]
+    made = [(server, server.create_database("move")) for server in servers]
     yield [server.database_url(name) for server, name in made]
     for server, name in made:
         server.drop_database(name)
@@ -102,7 +102,9 @@ def check_app(env, seeded: dict) -> None:
         assert reply.status_code == 200, reply.json
         csrf = {"X-CSRF-Token": reply.json["csrf_token"]}
         listed = client.get("/api/customers?limit=1000").json
-        assert sorted(c["id"] for c in listed["customers"]) == sorted(seeded["customers"])
+        assert sorted(customer["id"] for customer in listed["customers"]) == sorted(
+            seeded["customers"]
+        )
         code = f"new{len(seeded['customers'])}"
         made = client.post("/api/customers", headers=csrf, json={"code": code, "name": "New"})
         assert made.status_code == 201 and made.json["customer"]["id"] > max(seeded["customers"])
@@ -135,7 +137,7 @@ def test_split_then_merge_with_the_app_on_each_layout(databases, tmp_path):
     assert make_url(new).password not in moved.stdout
     report = json.loads(moved.stdout)
     assert report["copied"] and report["environment"]["SPLIT_DB_MODE"] == "true"
-    rows = {t["table"]: t["rows"] for t in report["tables"]}
+    rows = {table["table"]: table["rows"] for table in report["tables"]}
     assert rows["config.users"] == users_before == count(new, "config.users")
     assert rows["customer.customers"] == 25
     assert rows["config.audit_log"] == count(old, "config.audit_log") > 25
@@ -167,7 +169,7 @@ def test_split_then_merge_with_the_app_on_each_layout(databases, tmp_path):
     assert merged.returncode == 0, merged.stderr
     report = json.loads(merged.stdout)
     assert report["environment"] == {"SPLIT_DB_MODE": "false", "DATABASE_URL": report["target"]}
-    assert {t["table"]: t["rows"] for t in report["tables"]}["customer.customers"] == 27
+    assert {table["table"]: table["rows"] for table in report["tables"]}["customer.customers"] == 27
     check_app(single(old, tmp_path), seeded)
 
 
@@ -185,7 +187,7 @@ def test_refusals_change_nothing(databases, servers, tmp_path):
     )
     assert "NEW_PRIMARY_DATABASE_URL" in refused.stderr, "a password on the command line"
 
-    name = servers[1].create_database("layout")
+    name = servers[1].create_database("move")
     try:  # a whole deployment of its own: it serves the data engine
         populate(single(servers[1].database_url(name), tmp_path))
         other = backoffice(
@@ -211,11 +213,11 @@ def test_an_interrupted_split_is_run_again(databases, tmp_path, monkeypatch):
     seeded = populate(single(old, tmp_path))
     app = create_app(single(old, tmp_path))
     engines = app.extensions["backoffice"].engines
-    monkeypatch.setattr(layout, "LOCK_TIMEOUT", "300ms")
-    target = layout.target_engine(parse_database_url("URL", new))
+    monkeypatch.setattr(move, "LOCK_TIMEOUT", "300ms")
+    target = move.target_engine(parse_database_url("URL", new))
 
-    def move():
-        return layout.move(
+    def split():
+        return move.move(
             engines.primary,
             target,
             direction="split",
@@ -230,8 +232,8 @@ def test_an_interrupted_split_is_run_again(databases, tmp_path, monkeypatch):
     writer.execute(
         "UPDATE customer.customers SET name = 'held' WHERE id = %s", [seeded["customers"][0]]
     )
-    with pytest.raises(layout.MoveRefused, match="could not close the source's primary tables"):
-        move()
+    with pytest.raises(move.MoveRefused, match="could not close the source's primary tables"):
+        split()
     writer.commit()
     writer.close()
     assert count(new, "config.users") == 0  # marked and migrated, nothing copied
@@ -242,7 +244,7 @@ def test_an_interrupted_split_is_run_again(databases, tmp_path, monkeypatch):
 
     # During the copy, a writer on the old side waits (here until its statement timeout).
     outcome: list[str] = []
-    set_sequences = layout._set_sequences
+    set_sequences = table_copy.set_sequences
 
     def write_during_the_copy(dst, table):
         if not outcome:
@@ -255,8 +257,8 @@ def test_an_interrupted_split_is_run_again(databases, tmp_path, monkeypatch):
                     outcome.append("waited")
         set_sequences(dst, table)
 
-    monkeypatch.setattr(layout, "_set_sequences", write_during_the_copy)
-    report = move()
+    monkeypatch.setattr(move, "set_sequences", write_during_the_copy)
+    report = split()
     assert outcome == ["waited"]
     assert report.copied and count(new, "customer.customers") == 25
     with psycopg.connect(conninfo(new)) as conn:
@@ -273,13 +275,13 @@ def test_a_merge_that_stops_leaves_the_split_deployment_as_it_was(databases, tmp
     after_split = split_env(new, old, tmp_path)
     app = create_app(after_split)
     engines = app.extensions["backoffice"].engines
-    monkeypatch.setattr(layout, "LOCK_TIMEOUT", "300ms")
+    monkeypatch.setattr(move, "LOCK_TIMEOUT", "300ms")
     writer = psycopg.connect(conninfo(new))  # holds a customer row on the primary
     writer.execute(
         "UPDATE customer.customers SET name = 'held' WHERE id = %s", [seeded["customers"][0]]
     )
-    with pytest.raises(layout.MoveRefused, match="could not close"):
-        layout.move(
+    with pytest.raises(move.MoveRefused, match="could not close"):
+        move.move(
             engines.primary,
             engines.data,
             direction="merge",

@@ -1,0 +1,18 @@
+"""The roles by rank, and the check of a role that comes from outside.
+
+`ROLES` itself lives with the models (a check constraint names it); each role may do what the
+ones before it may.
+"""
+
+from __future__ import annotations
+
+from app.errors import APIError
+from app.models.primary.config import ROLES
+
+RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise APIError(f"role must be one of {', '.join(ROLES)}", code="invalid_role", status=422)
+    return str(role)
