@@ -8,55 +8,29 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from app import create_app
 from app.auth.services import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
 from app.errors import APIError
+from app.imports import service as imports
 from app.jobs import runner
 from app.jobs.worker import run_now
+from app.transforms import job as transform_job
 from app.transforms import service as transforms
-from tests.conftest import create_user, login, queue_import
+from tests.conftest import (
+    RATES_HEADER,
+    create_user,
+    job_row,
+    login,
+    queue_import,
+    reference_rows,
+    run_import,
+    run_transform,
+)
 from tests.harness import backoffice
 
 ACTOR = Actor(None, "tests")
 PRODUCT = "sku,name,unit_price,currency\n"
-
-
-@pytest.fixture(scope="module")
-def app(committed_env):
-    application = create_app(committed_env)
-    yield application
-    application.extensions["backoffice"].close()
-
-
-@pytest.fixture(scope="module")
-def bo(app):
-    return app.extensions["backoffice"]
-
-
-@pytest.fixture
-def customer(bo, request):
-    code = f"T{abs(hash(request.node.name)) % 10**8}"
-    with session_scope(bo.session_factory) as session:
-        return customers.create_customer(session, ACTOR, code=code, name=code)
-
-
-def staged(bo, customer, content: str) -> int:
-    import_id, job_id = queue_import(bo, customer, content.encode())
-    assert run_now(bo, job_id).status == "succeeded"
-    return import_id
-
-
-def transform(bo, import_id, dataset="products", **options):
-    with session_scope(bo.session_factory) as session:
-        t = transforms.create(
-            session, bo.references, import_id=import_id, dataset=dataset, created_by=None, **options
-        )
-        transform_id, job_id = t.id, t.job_id
-    outcome = run_now(bo, job_id)
-    with bo.session_factory() as session:
-        return transforms.get(session, transform_id), outcome
 
 
 def typed_tables(bo) -> list[str]:
@@ -72,8 +46,8 @@ def typed_tables(bo) -> list[str]:
         )
 
 
-def counts(t) -> dict:
-    d = t.as_dict()
+def counts(transform) -> dict:
+    d = transform.as_dict()
     return {k: d[k] for k in ("inserted", "updated", "unchanged", "rejected", "superseded")}
 
 
@@ -81,15 +55,6 @@ def rejections(bo, import_id) -> list[tuple]:
     with bo.session_factory() as session:
         rows, _ = transforms.errors_of_import(session, import_id, offset=0, limit=1000)
         return [(r.line, r.column, r.value, r.reason) for r in rows]
-
-
-def reference(bo, dataset, customer) -> list[dict]:
-    with bo.engines.connect("data") as conn:
-        rows = conn.execute(
-            text(f"SELECT * FROM reference.{dataset} WHERE customer_id = :c ORDER BY 2, 3"),
-            {"c": customer.id},
-        ).mappings()
-        return [dict(r) for r in rows]
 
 
 NUMBER = "not a number"
@@ -145,13 +110,13 @@ def test_each_product_rule(bo, customer, column, value, refused):
     row = {"sku": "S1", "name": "Name", "unit_price": "1", "currency": "EUR", column: value}
     header = list(row)
     content = ",".join(header) + "\n" + ",".join(f'"{row[h]}"' for h in header) + "\n"
-    t, outcome = transform(bo, staged(bo, customer, content))
+    transform, outcome = run_transform(bo, run_import(bo, customer, content))
     assert outcome.status == "succeeded"
     if refused is None:
-        assert counts(t)["inserted"] == 1 and rejections(bo, t.import_id) == []
+        assert counts(transform)["inserted"] == 1 and rejections(bo, transform.import_id) == []
     else:
-        assert counts(t)["rejected"] == 1 and counts(t)["inserted"] == 0
-        [(line, col, val, reason)] = rejections(bo, t.import_id)
+        assert counts(transform)["rejected"] == 1 and counts(transform)["inserted"] == 0
+        [(line, col, val, reason)] = rejections(bo, transform.import_id)
         assert (line, col) == (2, column) and reason.startswith(refused)
         assert val == (value.strip() or None)
 
@@ -161,18 +126,12 @@ def test_product_values_are_stored_typed(bo, customer):
         "sku,name,unit_price,currency,active,updated_at,weight_kg\n"
         "S1, Name ,12.50,eur,Yes,2024-05-01T10:30:00+02:00,0.250\n"
     )
-    t, _ = transform(bo, staged(bo, customer, content))
-    [row] = reference(bo, "products", customer)
+    transform, _ = run_transform(bo, run_import(bo, customer, content))
+    [row] = reference_rows(bo, "products", customer)
     assert row["name"] == "Name" and row["unit_price"] == Decimal("12.50")
     assert row["currency"] == "EUR" and row["active"] is True
     assert row["updated_at"].isoformat() == "2024-05-01T08:30:00+00:00"
-    assert row["weight_kg"] == Decimal("0.250") and row["source_import_id"] == t.import_id
-
-
-RATES = (
-    "carrier,service,origin_postal,dest_postal,weight_min_kg,weight_max_kg,price,currency,"
-    "effective_date,expires_date\n"
-)
+    assert row["weight_kg"] == Decimal("0.250") and row["source_import_id"] == transform.import_id
 
 
 @pytest.mark.parametrize(
@@ -197,49 +156,49 @@ RATES = (
     ],
 )
 def test_each_rate_rule(bo, customer, line, refused):
-    t, _ = transform(bo, staged(bo, customer, RATES + line + "\n"), "rates")
+    transform, _ = run_transform(bo, run_import(bo, customer, RATES_HEADER + line + "\n"), "rates")
     if refused is None:
-        assert counts(t)["inserted"] == 1
+        assert counts(transform)["inserted"] == 1
     else:
-        assert counts(t)["rejected"] == 1
-        assert [(c, r[: len(refused[1])]) for _l, c, _v, r in rejections(bo, t.import_id)] == [
-            refused
-        ]
+        assert counts(transform)["rejected"] == 1
+        assert [
+            (c, r[: len(refused[1])]) for _l, c, _v, r in rejections(bo, transform.import_id)
+        ] == [refused]
 
 
 def test_rates_with_a_missing_origin_are_one_key(bo, customer):
-    content = RATES + (
+    content = RATES_HEADER + (
         "DHL,express,,80331,,,9.90,EUR,2024-01-01,\nDHL,express,,80331,,,8.90,EUR,2024-01-01,\n"
     )
-    t, _ = transform(bo, staged(bo, customer, content), "rates")
-    assert counts(t) == {
+    transform, _ = run_transform(bo, run_import(bo, customer, content), "rates")
+    assert counts(transform) == {
         "inserted": 1,
         "updated": 0,
         "unchanged": 0,
         "rejected": 0,
         "superseded": 1,
     }
-    assert [r["price"] for r in reference(bo, "rates", customer)] == [Decimal("8.90")]
+    assert [r["price"] for r in reference_rows(bo, "rates", customer)] == [Decimal("8.90")]
 
 
 def test_headers_match_ignoring_case_spaces_dashes_and_underscores(bo, customer):
     content = "SKU,Unit Price,unit-PRICE_x,CURRENCY,n a m e,Colour\nS1,2,9,EUR,N,red\n"
-    import_id = staged(bo, customer, content)
-    t, _ = transform(bo, import_id)
-    assert t.mapping == {
+    import_id = run_import(bo, customer, content)
+    transform, _ = run_transform(bo, import_id)
+    assert transform.mapping == {
         "sku": "SKU",
         "name": "n a m e",
         "unit_price": "Unit Price",
         "currency": "CURRENCY",
     }
-    assert t.extra_headers == ["unit-PRICE_x", "Colour"]
-    t, _ = transform(bo, import_id, mapping={"unit_price": "unit-PRICE_x"})
-    assert counts(t)["updated"] == 1
-    assert reference(bo, "products", customer)[0]["unit_price"] == Decimal("9")
+    assert transform.extra_headers == ["unit-PRICE_x", "Colour"]
+    transform, _ = run_transform(bo, import_id, mapping={"unit_price": "unit-PRICE_x"})
+    assert counts(transform)["updated"] == 1
+    assert reference_rows(bo, "products", customer)[0]["unit_price"] == Decimal("9")
 
 
 def test_an_unmapped_required_column_is_refused_before_any_work(bo, customer):
-    import_id = staged(bo, customer, "sku,name,price\nS1,N,3\n")
+    import_id = run_import(bo, customer, "sku,name,price\nS1,N,3\n")
     with bo.session_factory() as session:
         with pytest.raises(APIError, match="unit_price, currency of products match no header"):
             transforms.create(
@@ -267,27 +226,63 @@ def test_an_unmapped_required_column_is_refused_before_any_work(bo, customer):
 
 def test_over_the_reject_limit_nothing_is_published(bo, customer):
     content = PRODUCT + "S1,A,1,EUR\nS2,B,x,EUR\nS3,C,y,EUR\n"
-    import_id = staged(bo, customer, content)
-    t, outcome = transform(bo, import_id, max_rejects=1)
-    assert outcome.status == "failed" and t.status == "failed"
-    assert counts(t) == {
+    import_id = run_import(bo, customer, content)
+    transform, outcome = run_transform(bo, import_id, max_rejects=1)
+    assert outcome.status == "failed" and transform.status == "failed"
+    assert counts(transform) == {
         "inserted": 0,
         "updated": 0,
         "unchanged": 0,
         "rejected": 2,
         "superseded": 0,
     }
-    assert "2 rows rejected, more than the limit of 1" in t.error
+    assert "2 rows rejected, more than the limit of 1" in transform.error
     assert typed_tables(bo) == []
-    assert reference(bo, "products", customer) == [], "nothing published"
+    assert reference_rows(bo, "products", customer) == [], "nothing published"
     assert len(rejections(bo, import_id)) == 2, "the errors stay readable"
-    t, _ = transform(bo, import_id, max_rejects=2)
-    assert t.status == "succeeded" and counts(t)["inserted"] == 1
+    transform, _ = run_transform(bo, import_id, max_rejects=2)
+    assert transform.status == "succeeded" and counts(transform)["inserted"] == 1
+
+
+def test_over_the_reject_limit_the_job_fails_saying_why(bo, customer):
+    import_id = run_import(bo, customer, PRODUCT + "S1,A,x,EUR\nS2,B,y,EUR\n")
+    transform, _ = run_transform(bo, import_id, max_rejects=0)
+    job = job_row(bo, transform.job_id)
+    assert job.status == "failed"
+    assert job.error == "2 rows rejected, more than the limit of 0; nothing was published"
+    assert job.result["rejected"] == 2 and job.result["inserted"] == 0
+
+
+def test_an_import_s_errors_come_page_by_page_its_own_first(bo, customer):
+    """`imports.import_errors`: what GET /api/imports/<id>/errors and `backoffice imports
+    errors` show. A failed import has its own error only; a staged one, the rows its
+    transforms rejected, newest transform first."""
+    failed_id, job_id = queue_import(bo, customer, b"a,b\n1,2,3\n")
+    run_now(bo, job_id)
+    staged_id = run_import(bo, customer, PRODUCT + "S1,A,x,EUR\nS2,B,1,XX\nS3,C,1,EUR\n")
+    first, _ = run_transform(bo, staged_id)
+    second, _ = run_transform(bo, staged_id)
+    with bo.session_factory() as session:
+        failed = imports.get_import(session, failed_id)
+        own = {"line": 2, "column": None, "message": "more fields than the header's 2"}
+        assert imports.import_errors(session, failed, offset=0, limit=10) == ([own], 1)
+        assert imports.import_errors(session, failed, offset=1, limit=10) == ([], 1)
+        staged = imports.get_import(session, staged_id)
+        errors, total = imports.import_errors(session, staged, offset=0, limit=3)
+        assert total == 4
+        assert [(e["transform_id"], e["line"], e["column"]) for e in errors] == [
+            (second.id, 2, "unit_price"),
+            (second.id, 3, "currency"),
+            (first.id, 2, "unit_price"),
+        ]
+        assert errors[0]["value"] == "x" and "not a number" in errors[0]["message"]
+        rest, _ = imports.import_errors(session, staged, offset=3, limit=3)
+        assert [(e["transform_id"], e["line"]) for e in rest] == [(first.id, 3)]
 
 
 def test_running_a_transform_again_changes_nothing(bo, customer):
-    import_id = staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\nS1,A2,3,EUR\n")
-    first, _ = transform(bo, import_id)
+    import_id = run_import(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\nS1,A2,3,EUR\n")
+    first, _ = run_transform(bo, import_id)
     assert counts(first) == {
         "inserted": 2,
         "updated": 0,
@@ -295,8 +290,8 @@ def test_running_a_transform_again_changes_nothing(bo, customer):
         "rejected": 0,
         "superseded": 1,
     }
-    before = reference(bo, "products", customer)
-    again, _ = transform(bo, import_id)
+    before = reference_rows(bo, "products", customer)
+    again, _ = run_transform(bo, import_id)
     assert counts(again) == {
         "inserted": 0,
         "updated": 0,
@@ -304,7 +299,7 @@ def test_running_a_transform_again_changes_nothing(bo, customer):
         "rejected": 0,
         "superseded": 1,
     }
-    after = reference(bo, "products", customer)
+    after = reference_rows(bo, "products", customer)
     assert [(r["sku"], r["name"], r["loaded_at"]) for r in after] == [
         (r["sku"], r["name"], r["loaded_at"]) for r in before
     ]
@@ -314,7 +309,7 @@ def test_running_a_transform_again_changes_nothing(bo, customer):
 def test_a_crash_before_publishing_leaves_reference_untouched_and_the_retry_publishes_once(
     bo, customer, monkeypatch
 ):
-    import_id = staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n")
+    import_id = run_import(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n")
     real_publish = runner.JobContext.publish
     seen = {}
 
@@ -329,18 +324,18 @@ def test_a_crash_before_publishing_leaves_reference_untouched_and_the_retry_publ
 
     monkeypatch.setattr(runner.JobContext, "publish", crash_once)
     with session_scope(bo.session_factory) as session:
-        t = transforms.create(
+        transform = transforms.create(
             session, bo.references, import_id=import_id, dataset="products", created_by=None
         )
-        transform_id, job_id = t.id, t.job_id
+        transform_id, job_id = transform.id, transform.job_id
     assert run_now(bo, job_id).status == "retrying"
     assert seen["rows_inside"] == 2, "the upsert had run inside the transaction"
-    assert reference(bo, "products", customer) == [], "... and was rolled back"
+    assert reference_rows(bo, "products", customer) == [], "... and was rolled back"
     assert typed_tables(bo) == [f"transform_{transform_id}_a1"], "the cut attempt's cast rows"
     assert run_now(bo, job_id).status == "succeeded"
     with bo.session_factory() as session:
         done = transforms.get(session, transform_id)
-    assert counts(done)["inserted"] == 2 and len(reference(bo, "products", customer)) == 2
+    assert counts(done)["inserted"] == 2 and len(reference_rows(bo, "products", customer)) == 2
     assert typed_tables(bo) == [], "the retry dropped both attempts' tables"
 
 
@@ -351,7 +346,7 @@ def test_casting_on_several_connections_gives_what_one_gives(bo, customer, monke
     lines[13] = "S13,Bad,x,EUR"
     lines[71] = "S71,Bad,1,XXX"
     content = PRODUCT + "\n".join(lines) + "\n"
-    monkeypatch.setattr(transforms, "BATCH", 7)
+    monkeypatch.setattr(transform_job, "BATCH", 7)
     results = []
     for connections in (1, 3):
         monkeypatch.setattr(
@@ -361,12 +356,12 @@ def test_casting_on_several_connections_gives_what_one_gives(bo, customer, monke
             other = customers.create_customer(
                 session, ACTOR, code=f"{customer.code}C{connections}", name="c"
             )
-        import_id = staged(bo, other, content)
-        t, outcome = transform(bo, import_id)
+        import_id = run_import(bo, other, content)
+        transform, outcome = run_transform(bo, import_id)
         assert outcome.status == "succeeded"
-        rows = [(r["sku"], r["name"]) for r in reference(bo, "products", other)]
+        rows = [(r["sku"], r["name"]) for r in reference_rows(bo, "products", other)]
         errors = sorted((line, column) for line, column, _, _ in rejections(bo, import_id))
-        results.append((counts(t), rows, errors))
+        results.append((counts(transform), rows, errors))
     assert results[0] == results[1]
     assert results[0][0] == {
         "inserted": 40,
@@ -379,8 +374,8 @@ def test_casting_on_several_connections_gives_what_one_gives(bo, customer, monke
     assert typed_tables(bo) == []
 
 
-def test_transform_routes_and_datasets(app, bo, customer):
-    client = app.test_client()
+def test_transform_routes_and_datasets(bulk_app, bo, customer):
+    client = bulk_app.test_client()
     operator = create_user(bo.session_factory, "operator")
     headers = {"X-CSRF-Token": login(client, operator.email)}
     datasets = {d["name"]: d for d in client.get("/api/datasets").json["datasets"]}
@@ -389,7 +384,7 @@ def test_transform_routes_and_datasets(app, bo, customer):
     assert {"name": "unit_price", "type": "numeric", "required": True, "minimum": 0} in datasets[
         "products"
     ]["columns"]
-    import_id = staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,bad,EUR\n")
+    import_id = run_import(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,bad,EUR\n")
     created = client.post(
         "/api/transforms", headers=headers, json={"import_id": import_id, "dataset": "products"}
     )
@@ -436,7 +431,7 @@ def footprint(bo, customer) -> dict:
         }
     return {
         **tables,
-        "products": reference(bo, "products", customer),
+        "products": reference_rows(bo, "products", customer),
         "typed": typed_tables(bo),
     }
 
@@ -458,8 +453,8 @@ CHANGES = (
 
 
 def test_a_preview_counts_what_the_transform_then_does_and_writes_nothing(bo, customer):
-    transform(bo, staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n"))
-    import_id = staged(bo, customer, CHANGES)
+    run_transform(bo, run_import(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n"))
+    import_id = run_import(bo, customer, CHANGES)
     before = footprint(bo, customer)
     seen = preview(bo, import_id, max_rejects=1)
     assert footprint(bo, customer) == before, "nothing written, nothing left behind"
@@ -467,8 +462,8 @@ def test_a_preview_counts_what_the_transform_then_does_and_writes_nothing(bo, cu
     assert {k: seen[k] for k in expected} == expected
     assert (seen["rows_previewed"], seen["rows_staged"], seen["complete"]) == (6, 6, True)
     assert seen["over_max_rejects"] is True
-    t, _ = transform(bo, import_id)
-    assert counts(t) == expected, "the real run does what the preview said"
+    transform, _ = run_transform(bo, import_id)
+    assert counts(transform) == expected, "the real run does what the preview said"
     assert [(r["line"], r["column"], r["value"], r["reason"]) for r in seen["rejects"]] == sorted(
         rejections(bo, import_id)
     )
@@ -482,25 +477,25 @@ def test_a_preview_counts_what_the_transform_then_does_and_writes_nothing(bo, cu
 def test_a_preview_of_a_large_import_casts_only_its_first_rows(bo, customer, monkeypatch):
     monkeypatch.setattr(transforms, "PREVIEW_ROWS", 4)
     monkeypatch.setattr(transforms, "PREVIEW_REJECTS", 1)
-    transform(bo, staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n"))
-    seen = preview(bo, staged(bo, customer, CHANGES))
+    run_transform(bo, run_import(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n"))
+    seen = preview(bo, run_import(bo, customer, CHANGES))
     assert (seen["rows_previewed"], seen["rows_staged"], seen["complete"]) == (4, 6, False)
     assert [r["line"] for r in seen["rejects"]] == [5], "the first rejected row only"
     first_rows = "".join(CHANGES.splitlines(keepends=True)[:5])
-    t, _ = transform(bo, staged(bo, customer, first_rows))
-    assert {k: seen[k] for k in counts(t)} == counts(t)
+    transform, _ = run_transform(bo, run_import(bo, customer, first_rows))
+    assert {k: seen[k] for k in counts(transform)} == counts(transform)
 
 
 def test_a_preview_of_rates_matches_keys_with_empty_columns(bo, customer):
     stored = (
         "DHL,express,,80331,,,9.90,EUR,2024-01-01,\nDHL,express,1,80331,0,5,9.90,EUR,2024-01-01,\n"
     )
-    transform(bo, staged(bo, customer, RATES + stored), "rates")
-    import_id = staged(bo, customer, RATES + stored.replace("9.90", "8.90", 1))
+    run_transform(bo, run_import(bo, customer, RATES_HEADER + stored), "rates")
+    import_id = run_import(bo, customer, RATES_HEADER + stored.replace("9.90", "8.90", 1))
     seen = preview(bo, import_id, "rates")
-    t, _ = transform(bo, import_id, "rates")
-    assert {k: seen[k] for k in counts(t)} == counts(t)
-    assert counts(t) == {
+    transform, _ = run_transform(bo, import_id, "rates")
+    assert {k: seen[k] for k in counts(transform)} == counts(transform)
+    assert counts(transform) == {
         "inserted": 0,
         "updated": 1,
         "unchanged": 1,
@@ -510,7 +505,7 @@ def test_a_preview_of_rates_matches_keys_with_empty_columns(bo, customer):
 
 
 def test_a_preview_refuses_what_the_transform_refuses(bo, customer):
-    import_id = staged(bo, customer, "sku,name,price\nS1,N,3\n")
+    import_id = run_import(bo, customer, "sku,name,price\nS1,N,3\n")
     with pytest.raises(APIError, match="unit_price, currency of products match no header"):
         preview(bo, import_id)
     for limit in (-1, 2**63, True):
@@ -518,12 +513,12 @@ def test_a_preview_refuses_what_the_transform_refuses(bo, customer):
             preview(bo, import_id, mapping={"unit_price": "price"}, max_rejects=limit)
 
 
-def test_dry_run_through_the_api_and_the_command(app, bo, customer, committed_env):
-    client = app.test_client()
+def test_dry_run_through_the_api_and_the_command(bulk_app, bo, customer, committed_env):
+    client = bulk_app.test_client()
     operator = create_user(bo.session_factory, "operator")
     headers = {"X-CSRF-Token": login(client, operator.email)}
-    transform(bo, staged(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n"))
-    import_id = staged(bo, customer, CHANGES)
+    run_transform(bo, run_import(bo, customer, PRODUCT + "S1,A,1,EUR\nS2,B,2,EUR\n"))
+    import_id = run_import(bo, customer, CHANGES)
     before = footprint(bo, customer)
     body = {"import_id": import_id, "dataset": "products", "dry_run": True}
     answer = client.post("/api/transforms", headers=headers, json=body)
@@ -560,7 +555,7 @@ def test_dry_run_through_the_api_and_the_command(app, bo, customer, committed_en
     assert json.loads(as_json.stdout)["preview"]["superseded"] == 1
     assert footprint(bo, customer) == before, "no transform, error, job or reference row"
     admin = create_user(bo.session_factory, "admin")
-    admin_client = app.test_client()
+    admin_client = bulk_app.test_client()
     login(admin_client, admin.email)
     entries = admin_client.get("/api/audit?action=transform.create&limit=1000").json["entries"]
     assert not any(e.get("details", {}).get("import_id") == import_id for e in entries)
