@@ -8,12 +8,9 @@ whose work they run (the areas import them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
-    from app.jobs.runner import JobContext
+from sqlalchemy import Connection
 
 KINDS = ("import", "transform", "export")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -23,7 +20,8 @@ ENDED = ("succeeded", "failed", "cancelled")
 class Handler(Protocol):
     """A kind's work, and what its record becomes when the job ends without publishing."""
 
-    def run(self, ctx: JobContext) -> dict[str, Any]: ...
+    # `ctx`: the attempt's JobContext (app/jobs/runner.py, which imports this module).
+    def run(self, ctx: Any) -> dict[str, Any]: ...
 
     def on_failed(self, conn: Connection, params: dict, error: dict) -> None: ...
 
