@@ -294,10 +294,8 @@ def queue_import(bo, customer, content: bytes, **options) -> tuple[int, int]:
 
 # -- bulk work: imports, transforms, exports and their jobs ----------------------------------
 # Their modules run jobs for real, so they work on committed databases (`committed_env`) with
-# an app of the module's own. A module adds settings by overriding `bulk_env`.
-
-# Leases and polls short enough that a lost worker is noticed within a test.
-FAST = {"JOB_LEASE_SECONDS": "2", "JOB_HEARTBEAT_SECONDS": "0.1", "WORKER_POLL_SECONDS": "0.1"}
+# an app of the module's own. A module adds settings by overriding `bulk_env`. Their helpers
+# are in tests/bulk.py.
 
 
 @pytest.fixture(scope="module")
@@ -327,80 +325,3 @@ def customer(bo):
     code = f"C{uuid.uuid4().hex[:10].upper()}"
     with session_scope(bo.session_factory) as session:
         return customers.create_customer(session, Actor(None, "tests"), code=code, name=code)
-
-
-RATES_HEADER = (
-    "carrier,service,origin_postal,dest_postal,weight_min_kg,weight_max_kg,price,currency,"
-    "effective_date,expires_date\n"
-)
-
-
-def run_import(bo, customer, content: str | bytes, **options) -> int:
-    """Receive a file as an upload and stage it here; the import's id."""
-    from app.jobs.worker import run_now
-
-    if isinstance(content, str):
-        content = content.encode()
-    import_id, job_id = queue_import(bo, customer, content, **options)
-    assert run_now(bo, job_id).status == "succeeded"
-    return import_id
-
-
-def run_transform(bo, import_id: int, dataset: str = "products", **options):
-    """Create a transform and run its job here; (the transform after, the job's outcome)."""
-    from app.db.session import session_scope
-    from app.jobs.worker import run_now
-    from app.transforms import service as transforms
-
-    with session_scope(bo.session_factory) as session:
-        transform = transforms.create(
-            session, bo.references, import_id=import_id, dataset=dataset, created_by=None, **options
-        )
-        transform_id, job_id = transform.id, transform.job_id
-    outcome = run_now(bo, job_id)
-    with bo.session_factory() as session:
-        return transforms.get(session, transform_id), outcome
-
-
-def reference_rows(bo, dataset: str, customer) -> list[dict]:
-    """A customer's rows of a reference table, in key order."""
-    from sqlalchemy import text
-
-    with bo.engines.connect("data") as conn:
-        rows = conn.execute(
-            text(f"SELECT * FROM reference.{dataset} WHERE customer_id = :c ORDER BY 2, 3"),
-            {"c": customer.id},
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
-def csv_rows(n: int) -> bytes:
-    """A CSV file of `n` rows after its header."""
-    return b"sku,name,price\n" + b"".join(b"S%d,Name %d,%d.50\n" % (i, i, i) for i in range(n))
-
-
-def job_row(bo, job_id: int):
-    from app.jobs import queue
-
-    with bo.session_factory() as session:
-        return queue.get_job(session, job_id)
-
-
-def staged_count(bo, import_id: int) -> int:
-    from sqlalchemy import text
-
-    with bo.engines.connect("data") as conn:
-        return conn.execute(text(f"SELECT count(*) FROM workspace.import_{import_id}")).scalar()
-
-
-def wait_for(predicate, seconds: float, interval: float = 0.02):
-    """The predicate's first true value within `seconds`, else its last value."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()

@@ -11,23 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.auth.services import Actor
 from app.db.session import session_scope
 from app.exports import service as exports
 from app.jobs import runner
 from app.jobs.worker import run_now
-from tests.conftest import (
-    RATES_HEADER,
-    create_user,
-    login,
-    queue_import,
-    reference_rows,
-    run_import,
-    run_transform,
-)
+from tests.bulk import RATES_HEADER, reference_rows, run_export, run_import, run_transform
+from tests.conftest import create_user, login, queue_import
 from tests.harness import backoffice
 
-ACTOR = Actor(None, "tests")
 PRODUCTS = (
     "sku,name,category,weight_kg,length_cm,width_cm,height_cm,unit_price,currency,"
     "barcode,active,updated_at\n"
@@ -42,24 +33,6 @@ PRODUCTS = (
 def bulk_env(committed_env, tmp_path_factory):
     # A folder the first export creates (its mode is checked).
     return {**committed_env, "EXPORT_DIR": str(tmp_path_factory.mktemp("exports") / "out")}
-
-
-def run_export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
-    with session_scope(bo.session_factory) as session:
-        export = exports.create(
-            session,
-            bo.references,
-            dataset=dataset,
-            customer_id=customer.id,
-            format=fmt,
-            created_by=None,
-            output=str(output) if output else None,
-            neutralize_formulas=neutralize,
-        )
-        export_id, job_id = export.id, export.job_id
-    outcome = run_now(bo, job_id, files=[str(output)] if output else [])
-    with bo.session_factory() as session:
-        return exports.get(session, export_id), outcome
 
 
 @pytest.mark.parametrize(
@@ -157,95 +130,6 @@ def test_export_routes_generate_names_and_serve_the_file(bulk_app, bo, customer)
 
 
 # A customer's file whose text cells a spreadsheet would run as formulas.
-FORMULAS = (
-    "sku,name,category,weight_kg,length_cm,width_cm,height_cm,unit_price,currency,"
-    "barcode,active,updated_at\n"
-    'F1,"=HYPERLINK(""x"")",+1,,,,,1.5,EUR,,,\n'
-    "F2,-2,@x,,,,,2,EUR,,,\n"
-    'F3,"\ttab","\rcr",,,,,3,EUR,,,\n'
-)
-
-
-def formula_fixture(bo, customer):
-    run_transform(bo, run_import(bo, customer, FORMULAS), "products")
-    # A negative number can only come from SQL (the transform refuses it): it must stay as it is.
-    with bo.engines.data.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE reference.products SET weight_kg = -2 WHERE customer_id = :c AND sku = 'F1'"
-            ),
-            {"c": customer.id},
-        )
-
-
-def cells(path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))
-
-
-def test_plain_exports_keep_formula_like_text_exact(bo, customer, tmp_path):
-    formula_fixture(bo, customer)
-    out = tmp_path / "plain.csv"
-    export, outcome = run_export(bo, customer, "products", output=out)
-    assert outcome.status == "succeeded" and export.neutralize_formulas is False
-    rows = cells(out)
-    assert [r[:4] for r in rows[1:]] == [
-        ["F1", '=HYPERLINK("x")', "+1", "-2"],
-        ["F2", "-2", "@x", ""],
-        ["F3", "\ttab", "\rcr", ""],
-    ]
-
-
-def test_neutralized_exports_prefix_only_text_cells_that_start_like_formulas(
-    bo, customer, tmp_path
-):
-    formula_fixture(bo, customer)
-    out = tmp_path / "safe.csv"
-    export, outcome = run_export(bo, customer, "products", output=out, neutralize=True)
-    assert outcome.status == "succeeded" and export.neutralize_formulas is True and export.rows == 3
-    rows = cells(out)
-    assert rows[0][:4] == ["sku", "name", "category", "weight_kg"]
-    assert [r[:4] + r[7:9] for r in rows[1:]] == [
-        ["F1", '\'=HYPERLINK("x")', "'+1", "-2", "1.5", "EUR"],
-        ["F2", "'-2", "'@x", "", "2", "EUR"],
-        ["F3", "'\ttab", "'\rcr", "", "3", "EUR"],
-    ]
-
-
-def test_the_cli_and_the_api_neutralize_formulas_on_request(
-    bulk_app, bulk_env, bo, customer, tmp_path
-):
-    formula_fixture(bo, customer)
-    out = tmp_path / "cli.csv"
-    done = backoffice(
-        bulk_env,
-        "export",
-        "products",
-        "--customer",
-        customer.code,
-        "--output",
-        str(out),
-        "--neutralize-formulas",
-        "--json",
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["export"]["neutralize_formulas"] is True
-    assert cells(out)[1][1] == '\'=HYPERLINK("x")'
-
-    client = bulk_app.test_client()
-    operator = create_user(bo.session_factory, "operator")
-    headers = {"X-CSRF-Token": login(client, operator.email)}
-    body = {"dataset": "products", "customer_id": customer.id, "neutralize_formulas": True}
-    created = client.post("/api/exports", headers=headers, json=body)
-    assert created.status_code == 202 and created.json["export"]["neutralize_formulas"] is True
-    run_now(bo, created.json["job"]["id"])
-    download = client.get(f"/api/exports/{created.json['export']['id']}/download")
-    assert download.status_code == 200
-    assert list(csv.reader(io.StringIO(download.data.decode())))[1][1] == '\'=HYPERLINK("x")'
-    body["neutralize_formulas"] = "yes"
-    refused = client.post("/api/exports", headers=headers, json=body)
-    assert refused.status_code == 422 and "neutralize_formulas" in refused.json["error"]["message"]
-
-
 def queued_export(bo, customer) -> tuple[int, int, Path]:
     """An API-style export (generated name under EXPORT_DIR): (export id, job id, its path)."""
     with session_scope(bo.session_factory) as session:

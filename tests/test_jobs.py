@@ -13,17 +13,8 @@ from app.db.session import session_scope
 from app.imports import service as imports
 from app.jobs import kinds, queue
 from app.jobs.worker import run_now, worker_id
-from tests.conftest import (
-    FAST,
-    READY_DETAILS,
-    create_user,
-    csv_rows,
-    job_row,
-    login,
-    queue_import,
-    staged_count,
-    wait_for,
-)
+from tests.bulk import FAST, csv_rows, job_row, staged_count, wait_for
+from tests.conftest import READY_DETAILS, create_user, login, queue_import
 from tests.harness import WorkerProcess
 
 

@@ -11,15 +11,8 @@ from app.customers import services as customers
 from app.db import migrations
 from app.db.schemas import DATA, PRIMARY
 from app.db.session import session_scope
-from tests.conftest import (
-    FAST,
-    csv_rows,
-    job_row,
-    queue_import,
-    staged_count,
-    start_embedded_server,
-    wait_for,
-)
+from tests.bulk import FAST, csv_rows, job_row, staged_count, wait_for
+from tests.conftest import queue_import, start_embedded_server
 from tests.harness import WorkerProcess
 
 SIZES = [400_000, 10, 2_000, 30_000, 1, 5_000]
