@@ -112,12 +112,14 @@ def create_app(
 
     from app import health, metrics
     from app.api import register_api
+    from app.job_kinds import register_job_kinds
     from app.web import register_web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     register_api(app)
     register_web(app)
+    register_job_kinds()
 
     from app.cli import register_commands
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
-from sqlalchemy import text
 from sqlalchemy.pool import Pool, QueuePool
 
 from app.auth.access import PUBLIC, allow
@@ -25,6 +24,7 @@ from app.db import migrations
 from app.db.engines import Engines, ping
 from app.db.schemas import EngineRole
 from app.errors import DatabaseUnavailable
+from app.jobs import queue
 
 bp = Blueprint("health", __name__, url_prefix="/health")
 
@@ -133,19 +133,7 @@ def readiness(engines: Engines) -> dict[str, Any]:
 def job_report(engines: Engines) -> dict[str, Any]:
     """The queue at a glance: how long the oldest queued job has waited, what runs."""
     with engines.connect("data") as conn:
-        row = conn.execute(
-            text(
-                "SELECT extract(epoch FROM now() - min(created_at) FILTER "
-                "(WHERE status = 'queued')), count(*) FILTER (WHERE status = 'queued'), "
-                "count(*) FILTER (WHERE status = 'running') FROM workspace.jobs "
-                "WHERE status IN ('queued', 'running')"
-            )
-        ).one()
-    return {
-        "oldest_queued_seconds": round(float(row[0]), 1) if row[0] is not None else None,
-        "queued": row[1],
-        "running": row[2],
-    }
+        return queue.queue_report(conn)
 
 
 def engine_report(engines: Engines, role: EngineRole) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import time
 from collections import defaultdict
 
 from flask import Blueprint, Response, current_app
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event
 
 from app.auth.access import METRICS, allow
+from app.jobs import queue
 
 bp = Blueprint("metrics", __name__)
 
@@ -123,12 +124,7 @@ def metrics():
     )
     try:
         with bo.engines.connect("data") as conn:
-            jobs = conn.execute(
-                text(
-                    "SELECT kind, status, count(*) FROM workspace.jobs "
-                    "GROUP BY kind, status ORDER BY 1, 2"
-                )
-            ).all()
+            jobs = queue.counts_by_kind_and_status(conn)
         metric(
             "backoffice_jobs",
             "gauge",

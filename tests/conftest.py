@@ -352,3 +352,38 @@ def queue_import(bo, customer, content: bytes, **options) -> tuple[int, int]:
             **options,
         )
         return batch.id, batch.job_id
+
+
+# -- bulk work: imports, transforms, exports and their jobs ----------------------------------
+# Their modules run jobs for real, so they work on committed databases (`committed_env`) with
+# an app of the module's own. A module adds settings by overriding `bulk_env`. Their helpers
+# are in tests/bulk.py.
+
+
+@pytest.fixture(scope="module")
+def bulk_env(committed_env: dict[str, str]) -> dict[str, str]:
+    return committed_env
+
+
+@pytest.fixture(scope="module")
+def bulk_app(bulk_env: dict[str, str]) -> Iterator[Flask]:
+    application = create_app(bulk_env)
+    yield application
+    _dispose(application)
+
+
+@pytest.fixture(scope="module")
+def bo(bulk_app: Flask):
+    return bulk_app.extensions["backoffice"]
+
+
+@pytest.fixture
+def customer(bo):
+    """An active customer of the test's own (committed)."""
+    from app.audit import Actor
+    from app.customers import services as customers
+    from app.db.session import session_scope
+
+    code = f"C{uuid.uuid4().hex[:10].upper()}"
+    with session_scope(bo.session_factory) as session:
+        return customers.create_customer(session, Actor(None, "tests"), code=code, name=code)

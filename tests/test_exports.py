@@ -11,18 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app import create_app
-from app.audit import Actor
-from app.customers import services as customers
 from app.db.session import session_scope
 from app.exports import service as exports
 from app.jobs import runner
 from app.jobs.worker import run_now
+from tests.bulk import RATES_HEADER, reference_rows, run_export, run_import, run_transform
 from tests.conftest import create_user, login, queue_import
 from tests.harness import backoffice
-from tests.test_transforms import RATES, reference, staged, transform
 
-ACTOR = Actor(None, "tests")
 PRODUCTS = (
     "sku,name,category,weight_kg,length_cm,width_cm,height_cm,unit_price,currency,"
     "barcode,active,updated_at\n"
@@ -34,46 +30,9 @@ PRODUCTS = (
 
 
 @pytest.fixture(scope="module")
-def env(committed_env, tmp_path_factory):
+def bulk_env(committed_env, tmp_path_factory):
     # A folder the first export creates (its mode is checked).
     return {**committed_env, "EXPORT_DIR": str(tmp_path_factory.mktemp("exports") / "out")}
-
-
-@pytest.fixture(scope="module")
-def app(env):
-    application = create_app(env)
-    yield application
-    application.extensions["backoffice"].close()
-
-
-@pytest.fixture(scope="module")
-def bo(app):
-    return app.extensions["backoffice"]
-
-
-@pytest.fixture
-def customer(bo, request):
-    code = f"E{abs(hash(request.node.name)) % 10**8}"
-    with session_scope(bo.session_factory) as session:
-        return customers.create_customer(session, ACTOR, code=code, name=code)
-
-
-def export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
-    with session_scope(bo.session_factory) as session:
-        e = exports.create(
-            session,
-            bo.references,
-            dataset=dataset,
-            customer_id=customer.id,
-            format=fmt,
-            created_by=None,
-            output=str(output) if output else None,
-            neutralize_formulas=neutralize,
-        )
-        export_id, job_id = e.id, e.job_id
-    outcome = run_now(bo, job_id, files=[str(output)] if output else [])
-    with bo.session_factory() as session:
-        return exports.get(session, export_id), outcome
 
 
 @pytest.mark.parametrize(
@@ -82,7 +41,7 @@ def export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
         ("products", PRODUCTS),
         (
             "rates",
-            RATES + "DHL,x,,80331,,,1,EUR,"
+            RATES_HEADER + "DHL,x,,80331,,,1,EUR,"
             "2024-01-01,\nUPS,y,1,2,0.5,3,2.00,GBP,"
             "2024-02-01,2024-03-01\n",
         ),
@@ -91,15 +50,15 @@ def export(bo, customer, dataset, output=None, fmt="csv", neutralize=False):
 def test_export_then_import_then_transform_is_the_identity(
     bo, customer, tmp_path, dataset, content
 ):
-    first, _ = transform(bo, staged(bo, customer, content), dataset)
+    first, _ = run_transform(bo, run_import(bo, customer, content), dataset)
     assert first.as_dict()["rejected"] == 0
-    before = reference(bo, dataset, customer)
+    before = reference_rows(bo, dataset, customer)
     out = tmp_path / "out.csv"
-    e, outcome = export(bo, customer, dataset, output=out)
-    assert outcome.status == "succeeded" and e.rows == len(before)
-    again, _ = transform(bo, staged(bo, customer, out.read_text()), dataset)
+    export, outcome = run_export(bo, customer, dataset, output=out)
+    assert outcome.status == "succeeded" and export.rows == len(before)
+    again, _ = run_transform(bo, run_import(bo, customer, out.read_text()), dataset)
     assert again.as_dict()["unchanged"] == len(before) and again.as_dict()["rejected"] == 0
-    after = reference(bo, dataset, customer)
+    after = reference_rows(bo, dataset, customer)
     drop = {"source_import_id", "loaded_at"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in after] == [
         {k: v for k, v in r.items() if k not in drop} for r in before
@@ -107,9 +66,9 @@ def test_export_then_import_then_transform_is_the_identity(
 
 
 def test_exports_have_a_header_stable_columns_and_key_order(bo, customer, tmp_path):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     out = tmp_path / "p.csv"
-    export(bo, customer, "products", output=out)
+    run_export(bo, customer, "products", output=out)
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert rows[0] == PRODUCTS.splitlines()[0].split(",")
     assert [r[0] for r in rows[1:]] == ["S1", "S2", "S3"]
@@ -117,33 +76,33 @@ def test_exports_have_a_header_stable_columns_and_key_order(bo, customer, tmp_pa
 
 
 def test_gzip_output_is_readable_by_gzip(bo, customer, tmp_path):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     plain, zipped = tmp_path / "p.csv", tmp_path / "p.csv.gz"
-    export(bo, customer, "products", output=plain)
-    e, _ = export(bo, customer, "products", output=zipped, fmt="csv.gz")
+    run_export(bo, customer, "products", output=plain)
+    export, _ = run_export(bo, customer, "products", output=zipped, fmt="csv.gz")
     unzipped = subprocess.run(["gzip", "-dc", str(zipped)], capture_output=True, check=True)
     assert unzipped.stdout == plain.read_bytes()
-    assert e.size_bytes == zipped.stat().st_size
+    assert export.size_bytes == zipped.stat().st_size
 
 
 def test_a_crash_never_leaves_a_half_file_under_the_final_name(bo, customer, tmp_path, monkeypatch):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
 
     def lost(conn, claim):
         raise runner.LeaseLost()
 
-    monkeypatch.setattr("app.exports.service.fence", lost)
+    monkeypatch.setattr("app.exports.job.fence", lost)
     out = tmp_path / "never.csv"
-    _export, outcome = export(bo, customer, "products", output=out)
+    _export, outcome = run_export(bo, customer, "products", output=out)
     assert outcome.status == "lost"
     assert not out.exists() and list(tmp_path.iterdir()) == [], "no part file either"
 
 
-def test_export_routes_generate_names_and_serve_the_file(app, bo, customer):
-    client = app.test_client()
+def test_export_routes_generate_names_and_serve_the_file(bulk_app, bo, customer):
+    client = bulk_app.test_client()
     operator = create_user(bo.session_factory, "operator")
     headers = {"X-CSRF-Token": login(client, operator.email)}
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     created = client.post(
         "/api/exports",
         headers=headers,
@@ -171,104 +130,21 @@ def test_export_routes_generate_names_and_serve_the_file(app, bo, customer):
 
 
 # A customer's file whose text cells a spreadsheet would run as formulas.
-FORMULAS = (
-    "sku,name,category,weight_kg,length_cm,width_cm,height_cm,unit_price,currency,"
-    "barcode,active,updated_at\n"
-    'F1,"=HYPERLINK(""x"")",+1,,,,,1.5,EUR,,,\n'
-    "F2,-2,@x,,,,,2,EUR,,,\n"
-    'F3,"\ttab","\rcr",,,,,3,EUR,,,\n'
-)
-
-
-def formula_fixture(bo, customer):
-    transform(bo, staged(bo, customer, FORMULAS), "products")
-    # A negative number can only come from SQL (the transform refuses it): it must stay as it is.
-    with bo.engines.data.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE reference.products SET weight_kg = -2 WHERE customer_id = :c AND sku = 'F1'"
-            ),
-            {"c": customer.id},
-        )
-
-
-def cells(path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_bytes().decode(), newline="")))
-
-
-def test_plain_exports_keep_formula_like_text_exact(bo, customer, tmp_path):
-    formula_fixture(bo, customer)
-    out = tmp_path / "plain.csv"
-    e, outcome = export(bo, customer, "products", output=out)
-    assert outcome.status == "succeeded" and e.neutralize_formulas is False
-    rows = cells(out)
-    assert [r[:4] for r in rows[1:]] == [
-        ["F1", '=HYPERLINK("x")', "+1", "-2"],
-        ["F2", "-2", "@x", ""],
-        ["F3", "\ttab", "\rcr", ""],
-    ]
-
-
-def test_neutralized_exports_prefix_only_text_cells_that_start_like_formulas(
-    bo, customer, tmp_path
-):
-    formula_fixture(bo, customer)
-    out = tmp_path / "safe.csv"
-    e, outcome = export(bo, customer, "products", output=out, neutralize=True)
-    assert outcome.status == "succeeded" and e.neutralize_formulas is True and e.rows == 3
-    rows = cells(out)
-    assert rows[0][:4] == ["sku", "name", "category", "weight_kg"]
-    assert [r[:4] + r[7:9] for r in rows[1:]] == [
-        ["F1", '\'=HYPERLINK("x")', "'+1", "-2", "1.5", "EUR"],
-        ["F2", "'-2", "'@x", "", "2", "EUR"],
-        ["F3", "'\ttab", "'\rcr", "", "3", "EUR"],
-    ]
-
-
-def test_the_cli_and_the_api_neutralize_formulas_on_request(app, env, bo, customer, tmp_path):
-    formula_fixture(bo, customer)
-    out = tmp_path / "cli.csv"
-    done = backoffice(
-        env,
-        "export",
-        "products",
-        "--customer",
-        customer.code,
-        "--output",
-        str(out),
-        "--neutralize-formulas",
-        "--json",
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["export"]["neutralize_formulas"] is True
-    assert cells(out)[1][1] == '\'=HYPERLINK("x")'
-
-    client = app.test_client()
-    operator = create_user(bo.session_factory, "operator")
-    headers = {"X-CSRF-Token": login(client, operator.email)}
-    body = {"dataset": "products", "customer_id": customer.id, "neutralize_formulas": True}
-    created = client.post("/api/exports", headers=headers, json=body)
-    assert created.status_code == 202 and created.json["export"]["neutralize_formulas"] is True
-    run_now(bo, created.json["job"]["id"])
-    download = client.get(f"/api/exports/{created.json['export']['id']}/download")
-    assert download.status_code == 200
-    assert list(csv.reader(io.StringIO(download.data.decode())))[1][1] == '\'=HYPERLINK("x")'
-    body["neutralize_formulas"] = "yes"
-    refused = client.post("/api/exports", headers=headers, json=body)
-    assert refused.status_code == 422 and "neutralize_formulas" in refused.json["error"]["message"]
-
-
 def queued_export(bo, customer) -> tuple[int, int, Path]:
     """An API-style export (generated name under EXPORT_DIR): (export id, job id, its path)."""
     with session_scope(bo.session_factory) as session:
-        e = exports.create(
+        export = exports.create(
             session, bo.references, dataset="products", customer_id=customer.id, created_by=None
         )
-        return e.id, e.job_id, exports.export_dir(bo.settings, bo.instance_path) / e.file_name
+        return (
+            export.id,
+            export.job_id,
+            exports.export_dir(bo.settings, bo.instance_path) / export.file_name,
+        )
 
 
 def test_a_job_row_pointing_outside_the_folders_fails_and_touches_nothing(bo, customer, tmp_path):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     export_id, export_job, _ = queued_export(bo, customer)
     import_id, import_job = queue_import(bo, customer, b"a\n1\n")
     with bo.engines.data.begin() as conn:  # their own jobs are not run: the planted ones are
@@ -309,7 +185,7 @@ def test_a_job_row_pointing_outside_the_folders_fails_and_touches_nothing(bo, cu
 
 
 def test_a_symbolic_link_planted_at_the_export_s_name_is_not_followed(bo, customer, tmp_path):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     _, job_id, final = queued_export(bo, customer)
@@ -325,20 +201,22 @@ def test_a_symbolic_link_planted_at_the_export_s_name_is_not_followed(bo, custom
     assert victim.read_text() == "keep me" and part.is_symlink() and not final.exists()
 
 
-def test_export_files_and_their_folder_are_private_from_the_start(app, bo, customer, tmp_path):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+def test_export_files_and_their_folder_are_private_from_the_start(bulk_app, bo, customer, tmp_path):
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     _, job_id, final = queued_export(bo, customer)
     assert run_now(bo, job_id).status == "succeeded"
     assert stat.S_IMODE(final.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(final.stat().st_mode) == 0o600
     out = tmp_path / "cli.csv.gz"
-    _, outcome = export(bo, customer, "products", output=out, fmt="csv.gz")
+    _, outcome = run_export(bo, customer, "products", output=out, fmt="csv.gz")
     assert outcome.status == "succeeded" and stat.S_IMODE(out.stat().st_mode) == 0o600
     assert gzip.decompress(out.read_bytes()).startswith(b"sku,name,")
 
 
-def test_a_download_whose_stored_name_leaves_the_folder_is_refused(app, bo, customer, tmp_path):
-    transform(bo, staged(bo, customer, PRODUCTS), "products")
+def test_a_download_whose_stored_name_leaves_the_folder_is_refused(
+    bulk_app, bo, customer, tmp_path
+):
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
     export_id, job_id, final = queued_export(bo, customer)
     assert run_now(bo, job_id).status == "succeeded"
     (final.parent.parent / "outside.csv").write_text("secret")
@@ -347,23 +225,23 @@ def test_a_download_whose_stored_name_leaves_the_folder_is_refused(app, bo, cust
             text("UPDATE workspace.exports SET file_name = '../outside.csv' WHERE id = :id"),
             {"id": export_id},
         )
-    client = app.test_client()
+    client = bulk_app.test_client()
     viewer = create_user(bo.session_factory, "viewer")
     login(client, viewer.email)
     response = client.get(f"/api/exports/{export_id}/download")
     assert response.status_code == 404 and response.json["error"]["code"] == "file_missing"
 
 
-def test_viewers_do_not_see_a_job_s_parameters(app, bo, customer, tmp_path):
+def test_viewers_do_not_see_a_job_s_parameters(bulk_app, bo, customer, tmp_path):
     out = tmp_path / "p.csv"
-    e, _ = export(bo, customer, "products", output=out)
+    export, _ = run_export(bo, customer, "products", output=out)
     for role, sees in (("viewer", False), ("operator", True)):
-        client = app.test_client()
+        client = bulk_app.test_client()
         login(client, create_user(bo.session_factory, role).email)
         shown = [
-            client.get(f"/api/jobs/{e.job_id}").json["job"],
-            next(j for j in client.get("/api/jobs").json["jobs"] if j["id"] == e.job_id),
-            client.get(f"/api/exports/{e.id}").json["job"],
+            client.get(f"/api/jobs/{export.job_id}").json["job"],
+            next(j for j in client.get("/api/jobs").json["jobs"] if j["id"] == export.job_id),
+            client.get(f"/api/exports/{export.id}").json["job"],
         ]
         for job in shown:
             assert ("params" in job) is sees, (role, job)
@@ -379,8 +257,8 @@ def audit_rows(bo, action: str, target_id) -> list:
         return [r for r in audit.entries(session, action=action) if r.target_id == str(target_id)]
 
 
-def test_imports_transforms_exports_and_downloads_are_audited_over_http(app, bo, customer):
-    client = app.test_client()
+def test_imports_transforms_exports_and_downloads_are_audited_over_http(bulk_app, bo, customer):
+    client = bulk_app.test_client()
     operator = create_user(bo.session_factory, "operator")
     headers = {"X-CSRF-Token": login(client, operator.email)}
     uploaded = client.post(
@@ -412,16 +290,16 @@ def test_imports_transforms_exports_and_downloads_are_audited_over_http(app, bo,
         assert details.items() <= row.details.items(), (action, row.details)
 
 
-def test_bulk_commands_are_audited_with_the_shell_user(env, bo, customer, tmp_path):
+def test_bulk_commands_are_audited_with_the_shell_user(bulk_env, bo, customer, tmp_path):
     source = tmp_path / "p.csv"
     source.write_text(PRODUCTS)
-    imported = backoffice(env, "import", str(source), "--customer", customer.code, "--json")
+    imported = backoffice(bulk_env, "import", str(source), "--customer", customer.code, "--json")
     import_id = json.loads(imported.stdout)["import"]["id"]
-    cast = backoffice(env, "transform", str(import_id), "--dataset", "products", "--json")
+    cast = backoffice(bulk_env, "transform", str(import_id), "--dataset", "products", "--json")
     transform_id = json.loads(cast.stdout)["transform"]["id"]
     out = tmp_path / "out.csv"
     written = backoffice(
-        env, "export", "products", "--customer", customer.code, "--output", str(out), "--json"
+        bulk_env, "export", "products", "--customer", customer.code, "--output", str(out), "--json"
     )
     export_id = json.loads(written.stdout)["export"]["id"]
     for action, target_id in [

@@ -2,11 +2,11 @@
 
 import hashlib
 import io
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
-from app import create_app
 from app.audit import Actor
 from app.customers import services as customers
 from app.db.session import session_scope
@@ -18,27 +18,14 @@ ACTOR = Actor(None, "tests")
 
 
 @pytest.fixture(scope="module")
-def app(committed_env):
-    application = create_app({**committed_env, "MAX_UPLOAD_BYTES": "100000"})
-    yield application
-    application.extensions["backoffice"].close()
+def bulk_env(committed_env):
+    return {**committed_env, "MAX_UPLOAD_BYTES": "100000"}
 
 
 @pytest.fixture(scope="module")
-def bo(app):
-    return app.extensions["backoffice"]
-
-
-@pytest.fixture(scope="module")
-def customer(bo):
-    with session_scope(bo.session_factory) as session:
-        return customers.create_customer(session, ACTOR, code="IMPORTS", name="Importer")
-
-
-@pytest.fixture(scope="module")
-def operator(app, bo):
+def operator(bulk_app, bo):
     user = create_user(bo.session_factory, "operator")
-    client = app.test_client()
+    client = bulk_app.test_client()
     return client, {"X-CSRF-Token": login(client, user.email)}
 
 
@@ -279,9 +266,9 @@ def test_uploads_over_the_limit_are_refused_and_nothing_is_kept(bo, customer, op
     assert missing.status_code == 422 and missing.json["error"]["code"] == "missing_field"
 
 
-def test_viewers_cannot_import(app, bo, customer):
+def test_viewers_cannot_import(bulk_app, bo, customer):
     viewer = create_user(bo.session_factory, "viewer")
-    client = app.test_client()
+    client = bulk_app.test_client()
     headers = {"X-CSRF-Token": login(client, viewer.email)}
     assert upload(client, headers, b"a\n1\n", customer_id=str(customer.id)).status_code == 403
     assert client.get("/api/imports").status_code == 200
@@ -295,6 +282,29 @@ def test_purge_drops_staged_rows_and_keeps_the_record(bo, customer):
     assert staging_tables(bo, batch.id) == []
     with bo.session_factory() as session:
         assert imports.get_import(session, batch.id).status == "purged"
+
+
+def test_purging_older_imports_drops_only_theirs_and_a_dry_run_nothing(bo, customer):
+    """`imports.purge_older_than`: what `backoffice imports purge --older-than` does."""
+    old, _, _ = stage(bo, customer, b"a\n1\n")
+    recent, _, _ = stage(bo, customer, b"a\n2\n")
+    with bo.engines.begin("data") as conn:  # older than any other test's imports
+        conn.execute(
+            text("UPDATE workspace.imports SET created_at = '2001-01-01' WHERE id = :id"),
+            {"id": old.id},
+        )
+    before = datetime(2002, 1, 1, tzinfo=UTC)
+    with session_scope(bo.session_factory) as session:
+        listed = imports.purge_older_than(session, before, dry_run=True)
+        assert [batch.id for batch in listed] == [old.id]
+    assert staging_tables(bo, old.id) == [f"import_{old.id}"], "a dry run touches nothing"
+    with session_scope(bo.session_factory) as session:
+        purged = imports.purge_older_than(session, before, dry_run=False)
+        assert [(batch.id, batch.status) for batch in purged] == [(old.id, "purged")]
+    assert staging_tables(bo, old.id) == [] and staging_tables(bo, recent.id) != []
+    with session_scope(bo.session_factory) as session:
+        assert imports.purge_older_than(session, before, dry_run=False) == []
+        assert imports.get_import(session, recent.id).status == "staged"
 
 
 def test_a_customer_with_imports_cannot_be_deleted(bo):

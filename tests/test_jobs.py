@@ -1,66 +1,57 @@
 """Jobs: claiming, leases, a killed or paused worker, cancelling, and the HTTP routes."""
 
+import ast
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from app import create_app
-from app.audit import Actor
-from app.customers import services as customers
 from app.db.session import session_scope
 from app.imports import service as imports
-from app.jobs import queue
+from app.jobs import kinds, queue
 from app.jobs.worker import run_now, worker_id
+from tests.bulk import FAST, csv_rows, job_row, staged_count, wait_for
 from tests.conftest import READY_DETAILS, create_user, login, queue_import
 from tests.harness import WorkerProcess
 
-ACTOR = Actor(None, "tests")
-FAST = {"JOB_LEASE_SECONDS": "2", "JOB_HEARTBEAT_SECONDS": "0.1", "WORKER_POLL_SECONDS": "0.1"}
-
 
 @pytest.fixture(scope="module")
-def env(committed_env):
+def bulk_env(committed_env):
     return {**committed_env, **FAST}
 
 
-@pytest.fixture(scope="module")
-def bo(env):
-    application = create_app(env)
-    yield application.extensions["backoffice"]
-    application.extensions["backoffice"].close()
+def test_the_jobs_package_imports_no_area():
+    """`app/jobs` runs every kind by name; the areas import it, never the other way."""
+    areas = ("app.imports", "app.transforms", "app.exports")
+    found = []
+    for path in sorted(Path(queue.__file__).parent.glob("*.py")):
+        if path.name == "cli.py":  # the commands, which call every area (leaving for app/cli/)
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            found += [f"{path.name}: {n}" for n in names if n.startswith(areas)]
+    assert found == []
 
 
-@pytest.fixture(scope="module")
-def customer(bo):
-    with session_scope(bo.session_factory) as session:
-        return customers.create_customer(session, ACTOR, code="JOBS", name="Jobs")
-
-
-def csv_rows(n: int) -> bytes:
-    return b"sku,name,price\n" + b"".join(b"S%d,Name %d,%d.50\n" % (i, i, i) for i in range(n))
-
-
-def job_row(bo, job_id):
-    with bo.session_factory() as session:
-        return queue.get_job(session, job_id)
-
-
-def wait_for(predicate, seconds: float, interval: float = 0.02):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
-def staged_count(bo, import_id) -> int:
-    with bo.engines.connect("data") as conn:
-        return conn.execute(text(f"SELECT count(*) FROM workspace.import_{import_id}")).scalar()
+def test_each_kind_runs_by_its_registered_handler_and_others_are_refused(bo):
+    assert sorted(type(kinds.handler_for(kind)).__name__ for kind in kinds.KINDS) == [
+        "ExportJob",
+        "ImportJob",
+        "TransformJob",
+    ]
+    with pytest.raises(LookupError, match="no handler for job kind 'copy'"):
+        kinds.handler_for("copy")
+    with pytest.raises(ValueError, match="unknown job kind 'copy'"):
+        kinds.register("copy", kinds.handler_for("import"))
 
 
 def test_two_claimers_never_get_the_same_job(bo, customer):
@@ -88,11 +79,11 @@ def test_two_claimers_never_get_the_same_job(bo, customer):
 
 
 def test_a_killed_worker_s_import_is_finished_by_another_with_exactly_the_file_s_rows(
-    bo, env, customer
+    bo, bulk_env, customer
 ):
     rows = 600_000
     import_id, job_id = queue_import(bo, customer, csv_rows(rows))
-    first = WorkerProcess(env)
+    first = WorkerProcess(bulk_env)
     try:
         mid_copy = wait_for(
             lambda: (
@@ -106,7 +97,7 @@ def test_a_killed_worker_s_import_is_finished_by_another_with_exactly_the_file_s
         killed_at = time.monotonic()
     finally:
         first.stop()
-    second = WorkerProcess(env)
+    second = WorkerProcess(bulk_env)
     try:
         done = wait_for(lambda: job_row(bo, job_id).status == "succeeded", 60, 0.1)
         took = time.monotonic() - killed_at
@@ -125,14 +116,14 @@ def test_a_killed_worker_s_import_is_finished_by_another_with_exactly_the_file_s
     assert leftovers == 0, "the killed attempt's table went with its transaction"
 
 
-def test_a_paused_worker_that_lost_its_lease_cannot_publish(bo, env, customer):
+def test_a_paused_worker_that_lost_its_lease_cannot_publish(bo, bulk_env, customer):
     import_id, job_id = queue_import(bo, customer, csv_rows(400_000))
-    first = WorkerProcess(env)
+    first = WorkerProcess(bulk_env)
     second = None
     try:
         assert wait_for(lambda: job_row(bo, job_id).progress_done > 0, 60, 0.005)
         first.signal(signal.SIGSTOP)  # paused mid-COPY: no heartbeat, the lease runs out
-        second = WorkerProcess(env)
+        second = WorkerProcess(bulk_env)
         assert wait_for(lambda: job_row(bo, job_id).status == "succeeded", 60, 0.1)
         assert job_row(bo, job_id).attempt == 2
         first.signal(signal.SIGCONT)  # it wakes up believing it still holds the job
@@ -213,31 +204,26 @@ def job_row_unlocked(bo, job_id) -> str:
         ).scalar()
 
 
-def test_jobs_routes_list_show_and_cancel(bo, env, customer):
-    application = create_app(env)
-    try:
-        client = application.test_client()
-        operator = create_user(bo.session_factory, "operator")
-        headers = {"X-CSRF-Token": login(client, operator.email)}
-        _import_id, job_id = queue_import(bo, customer, b"a\n1\n")
-        listed = client.get("/api/jobs?kind=import&status=queued").json["jobs"]
-        assert job_id in [j["id"] for j in listed]
-        shown = client.get(f"/api/jobs/{job_id}").json["job"]
-        assert shown["kind"] == "import" and shown["progress"]["done"] == 0
-        assert shown["attempts"] == 0 and shown["error"] is None
-        cancelled = client.post(f"/api/jobs/{job_id}/cancel", headers=headers)
-        assert cancelled.status_code == 202 and cancelled.json["job"]["status"] == "cancelled"
-        again = client.post(f"/api/jobs/{job_id}/cancel", headers=headers)
-        assert again.status_code == 409
-        assert client.get("/api/jobs/999999999").status_code == 404
-    finally:
-        application.extensions["backoffice"].close()
+def test_jobs_routes_list_show_and_cancel(bulk_app, bo, customer):
+    client = bulk_app.test_client()
+    operator = create_user(bo.session_factory, "operator")
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    _import_id, job_id = queue_import(bo, customer, b"a\n1\n")
+    listed = client.get("/api/jobs?kind=import&status=queued").json["jobs"]
+    assert job_id in [j["id"] for j in listed]
+    shown = client.get(f"/api/jobs/{job_id}").json["job"]
+    assert shown["kind"] == "import" and shown["progress"]["done"] == 0
+    assert shown["attempts"] == 0 and shown["error"] is None
+    cancelled = client.post(f"/api/jobs/{job_id}/cancel", headers=headers)
+    assert cancelled.status_code == 202 and cancelled.json["job"]["status"] == "cancelled"
+    again = client.post(f"/api/jobs/{job_id}/cancel", headers=headers)
+    assert again.status_code == 409
+    assert client.get("/api/jobs/999999999").status_code == 404
 
 
-def test_readiness_reports_the_queue(bo, env, customer):
-    application = create_app(env)
+def test_readiness_reports_the_queue(bulk_app, bo, customer):
+    _import_id, job_id = queue_import(bo, customer, b"a\n1\n")
     try:
-        _import_id, job_id = queue_import(bo, customer, b"a\n1\n")
         with bo.engines.begin("data") as conn:
             conn.execute(
                 text(
@@ -246,10 +232,9 @@ def test_readiness_reports_the_queue(bo, env, customer):
                 ),
                 {"id": job_id},
             )
-        jobs = application.test_client().get("/health/ready", headers=READY_DETAILS).json["jobs"]
+        jobs = bulk_app.test_client().get("/health/ready", headers=READY_DETAILS).json["jobs"]
         assert jobs["queued"] >= 1 and jobs["oldest_queued_seconds"] >= 90
         assert jobs["running"] >= 0
     finally:
-        application.extensions["backoffice"].close()
         with session_scope(bo.session_factory) as session:
             queue.request_cancel(session, queue.get_job(session, job_id))

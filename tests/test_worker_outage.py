@@ -11,9 +11,9 @@ from app.customers import services as customers
 from app.db import migrations
 from app.db.schemas import DATA, PRIMARY
 from app.db.session import session_scope
+from tests.bulk import FAST, csv_rows, job_row, staged_count, wait_for
 from tests.conftest import queue_import, start_embedded_server
 from tests.harness import WorkerProcess
-from tests.test_jobs import FAST, csv_rows, job_row, staged_count, wait_for
 
 SIZES = [400_000, 10, 2_000, 30_000, 1, 5_000]
 

@@ -6,11 +6,10 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from flask_login import current_user
 
 from app.api.body import json_body
-from app.api.jobs import audit_bulk_action, job_json, job_of
+from app.api.jobs import audit_bulk_action, queued, with_job
 from app.auth.access import allow
 from app.db.session import db_session
 from app.exports import service as exports
-from app.jobs import queue
 
 bp = Blueprint("exports", __name__, url_prefix="/api/exports")
 
@@ -24,7 +23,7 @@ def create_export():
     )
     bo = current_app.extensions["backoffice"]
     db = db_session()
-    e = exports.create(
+    export = exports.create(
         db,
         bo.references,
         dataset=body["dataset"],
@@ -34,28 +33,21 @@ def create_export():
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )
-    db.commit()
-    audit_bulk_action(
+    return queued(
         db,
-        "export.create",
         "export",
-        e.id,
-        customer_id=e.customer_id,
-        job_id=e.job_id,
-        dataset=e.dataset,
-        format=e.format,
-        neutralize_formulas=e.neutralize_formulas,
+        export,
+        dataset=export.dataset,
+        format=export.format,
+        neutralize_formulas=export.neutralize_formulas,
     )
-    return jsonify(export=e.as_dict(), job=job_json(queue.get_job(db, e.job_id))), 202
 
 
 @bp.get("/<int:export_id>")
 @allow("viewer")
 def get_export(export_id: int):
     db = db_session()
-    e = exports.get(db, export_id)
-    job = job_of(db, e.job_id)
-    return jsonify(export=e.as_dict(), job=job)
+    return jsonify(with_job(db, "export", exports.get(db, export_id)))
 
 
 @bp.get("/<int:export_id>/download")
@@ -68,10 +60,15 @@ def send_download(export_id: int) -> Response:
     """The export's file, streamed as an attachment: for this route and the export's page."""
     db = db_session()
     ready = exports.ready_download(db, current_app.extensions["backoffice"], export_id)
-    e = ready.export
+    export = ready.export
     try:  # recorded before a byte is sent: a download the log does not show never happens
         audit_bulk_action(
-            db, "export.download", "export", e.id, customer_id=e.customer_id, dataset=e.dataset
+            db,
+            "export.download",
+            "export",
+            export.id,
+            customer_id=export.customer_id,
+            dataset=export.dataset,
         )
     except BaseException:
         ready.handle.close()

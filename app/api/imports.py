@@ -6,12 +6,11 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from app.api.body import query_int
-from app.api.jobs import audit_bulk_action, job_json, job_of
+from app.api.jobs import queued, with_job
 from app.auth.access import allow
 from app.db.session import db_session
 from app.errors import APIError
 from app.imports import service as imports
-from app.jobs import queue
 
 bp = Blueprint("imports", __name__, url_prefix="/api/imports")
 
@@ -55,19 +54,7 @@ def create_import():
         delimiter=request.form.get("delimiter") or None,
         max_attempts=bo.settings.job_max_attempts,
     )
-    db.commit()
-    audit_bulk_action(
-        db,
-        "import.create",
-        "import",
-        batch.id,
-        customer_id=batch.customer_id,
-        job_id=batch.job_id,
-        file_name=batch.file_name,
-        size_bytes=batch.size_bytes,
-    )
-    job = queue.get_job(db, batch.job_id)
-    return jsonify(**{"import": batch.as_dict(), "job": job_json(job)}), 202
+    return queued(db, "import", batch, file_name=batch.file_name, size_bytes=batch.size_bytes)
 
 
 @bp.get("")
@@ -86,9 +73,7 @@ def list_imports():
 @allow("viewer")
 def get_import(import_id: int):
     db = db_session()
-    batch = imports.get_import(db, import_id)
-    job = job_of(db, batch.job_id)
-    return jsonify(**{"import": batch.as_dict(), "job": job})
+    return jsonify(with_job(db, "import", imports.get_import(db, import_id)))
 
 
 @bp.get("/<int:import_id>/rows")
@@ -107,14 +92,9 @@ def import_rows(import_id: int):
 def import_errors(import_id: int):
     """Why the import failed (a line, column and message), and the rows its transforms
     rejected (with the value), newest transform first."""
-    from app.transforms import service as transforms
-
     db = db_session()
     batch = imports.get_import(db, import_id)
     offset = query_int("offset", 0)
     limit = query_int("limit", 100, minimum=1, maximum=1000)
-    rows, total = transforms.errors_of_import(db, import_id, offset=offset, limit=limit)
-    errors = ([batch.error] if batch.error and offset == 0 else []) + [r.as_dict() for r in rows]
-    return jsonify(
-        errors=errors, total=total + (1 if batch.error else 0), offset=offset, limit=limit
-    )
+    errors, total = imports.import_errors(db, batch, offset=offset, limit=limit)
+    return jsonify(errors=errors, total=total, offset=offset, limit=limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 
 from app.api.body import query_int
@@ -43,6 +43,27 @@ def audit_bulk_action(db, action: str, target_type: str, target_id: int, **detai
 def job_of(db, job_id: int | None) -> dict[str, Any] | None:
     """The job behind an import, transform or export, as the caller may see it."""
     return job_json(queue.get_job(db, job_id)) if job_id else None
+
+
+def with_job(db, name: str, record) -> dict[str, Any]:
+    """An import, transform or export as the API shows it: `{name: record, "job": its job}`."""
+    return {name: record.as_dict(), "job": job_of(db, record.job_id)}
+
+
+def queued(db, name: str, record, **details: Any) -> tuple[Response, int]:
+    """The answer to a bulk action just created: committed, audited as `<name>.create`, then
+    202 with the record and its queued job."""
+    db.commit()
+    audit_bulk_action(
+        db,
+        f"{name}.create",
+        name,
+        record.id,
+        customer_id=record.customer_id,
+        job_id=record.job_id,
+        **details,
+    )
+    return jsonify(with_job(db, name, record)), 202
 
 
 @bp.get("")

@@ -6,12 +6,11 @@ from flask import Blueprint, current_app, jsonify
 from flask_login import current_user
 
 from app.api.body import json_body
-from app.api.jobs import audit_bulk_action, job_json, job_of
+from app.api.jobs import queued, with_job
 from app.auth.access import allow
 from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import APIError
-from app.jobs import queue
 from app.transforms import service as transforms
 
 bp = Blueprint("transforms", __name__)
@@ -45,7 +44,7 @@ def create_transform():
             max_rejects=body.get("max_rejects"),
         )
         return jsonify(preview=found.as_dict())
-    t = transforms.create(
+    transform = transforms.create(
         db,
         bo.references,
         import_id=body["import_id"],
@@ -55,24 +54,13 @@ def create_transform():
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )
-    db.commit()
-    audit_bulk_action(
-        db,
-        "transform.create",
-        "transform",
-        t.id,
-        customer_id=t.customer_id,
-        job_id=t.job_id,
-        import_id=t.import_id,
-        dataset=t.dataset,
+    return queued(
+        db, "transform", transform, import_id=transform.import_id, dataset=transform.dataset
     )
-    return jsonify(transform=t.as_dict(), job=job_json(queue.get_job(db, t.job_id))), 202
 
 
 @bp.get("/api/transforms/<int:transform_id>")
 @allow("viewer")
 def get_transform(transform_id: int):
     db = db_session()
-    t = transforms.get(db, transform_id)
-    job = job_of(db, t.job_id)
-    return jsonify(transform=t.as_dict(), job=job)
+    return jsonify(with_job(db, "transform", transforms.get(db, transform_id)))

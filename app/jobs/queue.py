@@ -5,15 +5,14 @@ feature PgBouncer's transaction mode lacks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from app.db.session import BackofficeSession
 from app.errors import APIError
+from app.jobs.kinds import ENDED, KINDS, handler_for
 from app.models.data.workspace import Job
-
-KINDS = ("import", "transform", "export")
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,37 @@ def enqueue(
         max_attempts=max_attempts,
     )
     session.add(job)
+    session.flush()
+    return job
+
+
+class JobRecord(Protocol):
+    """An import, transform or export: the record whose work a job does."""
+
+    customer_id: int
+    created_by: int | None
+    job_id: int | None
+
+
+def enqueue_for(
+    session: BackofficeSession,
+    record: JobRecord,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    max_attempts: int = 3,
+) -> Job:
+    """Queue the job that does a record's work, for the record's customer and author, and link
+    the record to it."""
+    job = enqueue(
+        session,
+        kind,
+        params,
+        customer_id=record.customer_id,
+        created_by=record.created_by,
+        max_attempts=max_attempts,
+    )
+    record.job_id = job.id
     session.flush()
     return job
 
@@ -126,11 +156,6 @@ def get_job(session: BackofficeSession, job_id: int) -> Job:
     return session.get_or_404(Job, job_id, "job")
 
 
-def job_of(session: BackofficeSession, job_id: int | None) -> dict[str, Any] | None:
-    """The job behind an import, transform or export, as the API shows it (None if gone)."""
-    return get_job(session, job_id).as_dict() if job_id else None
-
-
 def list_jobs(
     session: BackofficeSession,
     *,
@@ -155,7 +180,7 @@ def list_jobs(
 def request_cancel(session: BackofficeSession, job: Job) -> Job:
     """A queued job is cancelled at once; a running one is stopped by its heartbeat within
     seconds, the statement in flight included."""
-    if job.status in ("succeeded", "failed", "cancelled"):
+    if job.status in ENDED:
         raise APIError(
             f"job {job.id} has already ended ({job.status})", code="job_ended", status=409
         )
@@ -174,7 +199,34 @@ def request_cancel(session: BackofficeSession, job: Job) -> Job:
     )
     session.expire(job)
     if row.status == "cancelled":
-        from app.jobs.kinds import KIND_HANDLERS
-
-        KIND_HANDLERS[job.kind].on_cancelled(session.connection_for("data"), job.params)
+        handler_for(job.kind).on_cancelled(session.connection_for("data"), job.params)
     return job
+
+
+QUEUE_REPORT = text(
+    """
+    SELECT extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'queued')),
+           count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'running')
+    FROM workspace.jobs WHERE status IN ('queued', 'running')
+    """
+)
+
+
+def queue_report(conn: Connection) -> dict[str, Any]:
+    """The queue at a glance: how long the oldest queued job has waited, what runs."""
+    oldest, queued, running = conn.execute(QUEUE_REPORT).one()
+    return {
+        "oldest_queued_seconds": round(float(oldest), 1) if oldest is not None else None,
+        "queued": queued,
+        "running": running,
+    }
+
+
+def counts_by_kind_and_status(conn: Connection) -> list[tuple[str, str, int]]:
+    """How many jobs of each kind are in each status (the pairs that have any)."""
+    rows = conn.execute(
+        text(
+            "SELECT kind, status, count(*) FROM workspace.jobs GROUP BY kind, status ORDER BY 1, 2"
+        )
+    )
+    return [(kind, status, count) for kind, status, count in rows]

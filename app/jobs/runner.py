@@ -21,6 +21,7 @@ import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from app.jobs.kinds import Handler, handler_for
 from app.jobs.queue import Claim
 
 log = logging.getLogger(__name__)
@@ -122,19 +123,28 @@ class JobContext:
             with contextlib.suppress(Exception):
                 work.cancel_safe()
 
-    def publish(self, conn: Connection, result: dict[str, Any], status: str = "succeeded"):
-        """Fence, then record the outcome, in the caller's transaction."""
+    def publish(
+        self,
+        conn: Connection,
+        result: dict[str, Any],
+        status: str = "succeeded",
+        error: str | None = None,
+    ) -> None:
+        """Fence, then record the outcome, in the caller's transaction. `error`: why a job
+        that published its result still failed (a transform over its reject limit)."""
         fence(conn, self.claim)
         self.published = status
         conn.execute(
             text(
                 "UPDATE workspace.jobs SET status = :status, result = CAST(:result AS jsonb), "
-                "finished_at = clock_timestamp(), lease_expires_at = NULL, progress_done = :done, "
-                "progress_total = :total, progress_unit = :unit WHERE id = :id"
+                "error = :error, finished_at = clock_timestamp(), lease_expires_at = NULL, "
+                "progress_done = :done, progress_total = :total, progress_unit = :unit "
+                "WHERE id = :id"
             ),
             {
                 "status": status,
                 "result": json.dumps(result, default=str),
+                "error": error,
                 "done": self.progress.done,
                 "total": self.progress.total,
                 "unit": self.progress.unit,
@@ -230,9 +240,7 @@ def run_claim(
     on_progress: Callable[[Progress], None] | None = None,
     vouched: frozenset[str] = frozenset(),
 ) -> Outcome:
-    from app.jobs.kinds import KIND_HANDLERS
-
-    handler = KIND_HANDLERS[claim.kind]
+    handler = handler_for(claim.kind)
     ctx = JobContext(claim, backoffice, lease_seconds, on_progress, vouched)
     heartbeat = Heartbeat(ctx, heartbeat_seconds)
     heartbeat.start()
@@ -261,7 +269,9 @@ def run_claim(
         )
 
 
-def _end(ctx: JobContext, handler, status: str, error: str | None, details: dict) -> Outcome:
+def _end(
+    ctx: JobContext, handler: Handler, status: str, error: str | None, details: dict
+) -> Outcome:
     try:
         with ctx.backoffice.engines.data.begin() as conn:
             fence(conn, ctx.claim)

@@ -13,11 +13,11 @@ from app.customers import services as customers
 from app.db.session import db_session
 from app.errors import APIError
 from app.jobs import queue
+from app.jobs.kinds import STATUSES
 from app.models.data.workspace import Job
 from app.web.forms import sentence
 from app.web.pages import ENDED, bp, job_fragment, safe_next
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 # Where each kind's record has its page, and the parameter that names it.
 RECORD_PAGES = {
     "import": ("web.import_page", "import_id", "Import"),

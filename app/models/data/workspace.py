@@ -30,7 +30,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db.base import DataBase, iso
 
 SCHEMA = {"schema": "workspace"}
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 IMPORT_STATUSES = ("pending", "staged", "failed", "cancelled", "purged")
 
 
@@ -160,7 +159,21 @@ class ImportFile(DataBase):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class Transform(DataBase):
+class JobBacked:
+    """The columns of a record whose work one job does (a transform, an export): for which
+    customer, by whom, its job, and how it ended. The job's row holds the attempts and progress;
+    the record keeps the outcome after the job is pruned."""
+
+    customer_id: Mapped[int] = mapped_column(BigInteger)  # customer.customers.id, checked in code
+    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Transform(JobBacked, DataBase):
     """One import cast into one dataset; its counts once published."""
 
     __tablename__ = "transforms"
@@ -169,17 +182,10 @@ class Transform(DataBase):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     import_id: Mapped[int] = mapped_column(ForeignKey("workspace.imports.id", ondelete="CASCADE"))
     dataset: Mapped[str] = mapped_column(Text)
-    customer_id: Mapped[int] = mapped_column(BigInteger)  # customer.customers.id
-    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
     mapping: Mapped[dict[str, str]] = mapped_column(JSONB)  # dataset field -> header name
     extra_headers: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     max_rejects: Mapped[int | None] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
     counts: Mapped[dict[str, int] | None] = mapped_column(JSONB)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -226,7 +232,7 @@ class TransformError(DataBase):
         }
 
 
-class Export(DataBase):
+class Export(JobBacked, DataBase):
     """A dataset written out for a customer, to a file under EXPORT_DIR with a made-up name."""
 
     __tablename__ = "exports"
@@ -237,20 +243,13 @@ class Export(DataBase):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     dataset: Mapped[str] = mapped_column(Text)
-    customer_id: Mapped[int] = mapped_column(BigInteger)  # customer.customers.id
-    created_by: Mapped[int | None] = mapped_column(BigInteger)  # config.users.id
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("workspace.jobs.id", ondelete="SET NULL"))
     format: Mapped[str] = mapped_column(Text)
     # Text cells that a spreadsheet would run as a formula get a leading ' (opt-in: the plain
     # export must read back exactly).
     neutralize_formulas: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
-    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
     file_name: Mapped[str | None] = mapped_column(Text)  # generated; never the user's
     rows: Mapped[int | None] = mapped_column(BigInteger)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def as_dict(self) -> dict[str, Any]:
         return {
