@@ -33,14 +33,7 @@ def create_export():
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )
-    return queued(
-        db,
-        "export",
-        export,
-        dataset=export.dataset,
-        format=export.format,
-        neutralize_formulas=export.neutralize_formulas,
-    )
+    return queued(db, "export", export)
 
 
 @bp.get("/<int:export_id>")

@@ -54,7 +54,7 @@ def create_import():
         delimiter=request.form.get("delimiter") or None,
         max_attempts=bo.settings.job_max_attempts,
     )
-    return queued(db, "import", batch, file_name=batch.file_name, size_bytes=batch.size_bytes)
+    return queued(db, "import", batch)
 
 
 @bp.get("")

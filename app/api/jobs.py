@@ -50,9 +50,21 @@ def with_job(db, name: str, record) -> dict[str, Any]:
     return {name: record.as_dict(), "job": job_of(db, record.job_id)}
 
 
-def queued(db, name: str, record, **details: Any) -> tuple[Response, int]:
-    """The answer to a bulk action just created: committed, audited as `<name>.create`, then
-    202 with the record and its queued job."""
+# What the audit row of each created bulk action says of it, besides its customer and job.
+CREATED_DETAILS = {
+    "import": lambda b: {"file_name": b.file_name, "size_bytes": b.size_bytes},
+    "transform": lambda t: {"import_id": t.import_id, "dataset": t.dataset},
+    "export": lambda x: {
+        "dataset": x.dataset,
+        "format": x.format,
+        "neutralize_formulas": x.neutralize_formulas,
+    },
+}
+
+
+def commit_created(db, name: str, record) -> None:
+    """A bulk action just created (`name`: import, transform, export), from the API or a page:
+    committed, then audited as `<name>.create`."""
     db.commit()
     audit_bulk_action(
         db,
@@ -61,8 +73,13 @@ def queued(db, name: str, record, **details: Any) -> tuple[Response, int]:
         record.id,
         customer_id=record.customer_id,
         job_id=record.job_id,
-        **details,
+        **CREATED_DETAILS[name](record),
     )
+
+
+def queued(db, name: str, record) -> tuple[Response, int]:
+    """The API's answer to a bulk action just created: 202 with the record and its job."""
+    commit_created(db, name, record)
     return jsonify(with_job(db, name, record)), 202
 
 

@@ -54,9 +54,7 @@ def create_transform():
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )
-    return queued(
-        db, "transform", transform, import_id=transform.import_id, dataset=transform.dataset
-    )
+    return queued(db, "transform", transform)
 
 
 @bp.get("/api/transforms/<int:transform_id>")

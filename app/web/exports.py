@@ -8,7 +8,7 @@ from wtforms import BooleanField, SelectField
 from wtforms.validators import InputRequired
 
 from app.api.exports import send_download
-from app.api.jobs import audit_bulk_action
+from app.api.jobs import commit_created
 from app.auth.access import allow
 from app.customers import services as customers
 from app.datasets import DATASETS
@@ -58,7 +58,7 @@ def new_export():
     if form.submitted and form.validate():
         bo = current_app.extensions["backoffice"]
         try:
-            e = exports.create(
+            record = exports.create(
                 db,
                 bo.references,
                 dataset=form.dataset.data,
@@ -72,21 +72,10 @@ def new_export():
             db.rollback()
             form.refused(exc)
         else:
-            db.commit()
-            audit_bulk_action(
-                db,
-                "export.create",
-                "export",
-                e.id,
-                customer_id=e.customer_id,
-                job_id=e.job_id,
-                dataset=e.dataset,
-                format=e.format,
-                neutralize_formulas=e.neutralize_formulas,
-            )
-            customer = customers.get_customer(db, e.customer_id)
-            flash(f"Export #{e.id} of {e.dataset} for {customer.code} queued.", "success")
-            return redirect(url_for("web.export_page", export_id=e.id))
+            commit_created(db, "export", record)
+            customer = customers.get_customer(db, record.customer_id)
+            flash(f"Export #{record.id} of {record.dataset} for {customer.code} queued.", "success")
+            return redirect(url_for("web.export_page", export_id=record.id))
     status = 422 if form.submitted else 200
     return render_template("exports/new.html", title="New export", form=form), status
 
@@ -95,14 +84,14 @@ def new_export():
 @allow("viewer")
 def export_page(export_id: int):
     db = db_session()
-    e = exports.get(db, export_id)
+    record = exports.get(db, export_id)
     return render_template(
         "exports/show.html",
-        title=f"Export #{e.id}",
-        export=e,
-        job=queue.get_job(db, e.job_id) if e.job_id else None,
-        customer=customers.customers_by_id(db, [e.customer_id]).get(e.customer_id),
-        poll_url=url_for("web.export_progress", export_id=e.id),
+        title=f"Export #{record.id}",
+        export=record,
+        job=queue.get_job(db, record.job_id) if record.job_id else None,
+        customer=customers.customers_by_id(db, [record.customer_id]).get(record.customer_id),
+        poll_url=url_for("web.export_progress", export_id=record.id),
     )
 
 
@@ -111,8 +100,8 @@ def export_page(export_id: int):
 def export_progress(export_id: int):
     """The progress fragment htmx polls; once the job has ended, the page reloads whole."""
     db = db_session()
-    e = exports.get(db, export_id)
-    return job_fragment(queue.get_job(db, e.job_id) if e.job_id else None)
+    record = exports.get(db, export_id)
+    return job_fragment(queue.get_job(db, record.job_id) if record.job_id else None)
 
 
 @bp.get("/exports/<int:export_id>/download")

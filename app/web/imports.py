@@ -7,7 +7,7 @@ from flask_login import current_user
 from wtforms import FileField, SelectField
 from wtforms.validators import InputRequired, ValidationError
 
-from app.api.jobs import audit_bulk_action
+from app.api.jobs import commit_created
 from app.auth.access import allow
 from app.customers import services as customers
 from app.db.session import db_session
@@ -97,17 +97,7 @@ def new_import():
             db.rollback()
             form.refused(exc)
         else:
-            db.commit()
-            audit_bulk_action(
-                db,
-                "import.create",
-                "import",
-                batch.id,
-                customer_id=batch.customer_id,
-                job_id=batch.job_id,
-                file_name=batch.file_name,
-                size_bytes=batch.size_bytes,
-            )
+            commit_created(db, "import", batch)
             flash(f"{batch.file_name} uploaded: staging has started.", "success")
             return redirect(url_for("web.import_page", import_id=batch.id))
     status = 422 if form.submitted else 200

@@ -10,7 +10,7 @@ from flask_login import current_user
 from wtforms import HiddenField, IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
-from app.api.jobs import audit_bulk_action
+from app.api.jobs import commit_created
 from app.auth.access import allow
 from app.customers import services as customers
 from app.datasets import DATASETS
@@ -108,7 +108,7 @@ def transform_import(import_id: int):
         try:
             if request.form.get("action") == "preview":
                 return _preview(batch, form, render_import_page)
-            t = transforms.create(
+            record = transforms.create(
                 db,
                 current_app.extensions["backoffice"].references,
                 import_id=batch.id,
@@ -123,19 +123,12 @@ def transform_import(import_id: int):
             db.rollback()
             form.refused(exc)
         else:
-            db.commit()
-            audit_bulk_action(
-                db,
-                "transform.create",
-                "transform",
-                t.id,
-                customer_id=t.customer_id,
-                job_id=t.job_id,
-                import_id=t.import_id,
-                dataset=t.dataset,
+            commit_created(db, "transform", record)
+            flash(
+                f"Transform #{record.id} started: {batch.file_name} into {record.dataset}.",
+                "success",
             )
-            flash(f"Transform #{t.id} started: {batch.file_name} into {t.dataset}.", "success")
-            return redirect(url_for("web.transform_page", transform_id=t.id))
+            return redirect(url_for("web.transform_page", transform_id=record.id))
     return render_import_page(db, batch, status=422, **transform_section(batch, form))
 
 
@@ -160,25 +153,25 @@ def _preview(batch: ImportBatch, form: TransformForm, render_import_page):
 @allow("viewer")
 def transform_page(transform_id: int):
     db = db_session()
-    t = transforms.get(db, transform_id)
+    record = transforms.get(db, transform_id)
     page = page_number()
     errors, total = transforms.errors_of_transform(
-        db, t.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        db, record.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
     )
     return render_template(
         "transforms/show.html",
-        title=f"Transform #{t.id}",
-        transform=t,
-        batch=imports.get_import(db, t.import_id),
-        job=queue.get_job(db, t.job_id) if t.job_id else None,
-        customer=customers.customers_by_id(db, [t.customer_id]).get(t.customer_id),
+        title=f"Transform #{record.id}",
+        transform=record,
+        batch=imports.get_import(db, record.import_id),
+        job=queue.get_job(db, record.job_id) if record.job_id else None,
+        customer=customers.customers_by_id(db, [record.customer_id]).get(record.customer_id),
         counts=transforms.COUNTS,
-        columns=[f.name for f in DATASETS[t.dataset].fields],  # the mapping in column order
+        columns=[f.name for f in DATASETS[record.dataset].fields],  # the mapping in column order
         errors=errors,
         total=total,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
-        poll_url=url_for("web.transform_progress", transform_id=t.id),
+        poll_url=url_for("web.transform_progress", transform_id=record.id),
     )
 
 
@@ -187,5 +180,5 @@ def transform_page(transform_id: int):
 def transform_progress(transform_id: int):
     """The progress fragment htmx polls; once the job has ended, the page reloads whole."""
     db = db_session()
-    t = transforms.get(db, transform_id)
-    return job_fragment(queue.get_job(db, t.job_id) if t.job_id else None)
+    record = transforms.get(db, transform_id)
+    return job_fragment(queue.get_job(db, record.job_id) if record.job_id else None)
