@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from app.auth.tokens import SESSION_COOKIE
-from app.db.embedded import as_system_user
+from app.db.embedded_host import as_system_user
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKOFFICE = os.path.join(os.path.dirname(sys.executable), "backoffice")

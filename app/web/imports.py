@@ -10,13 +10,16 @@ from wtforms.validators import InputRequired, ValidationError
 from app.api.jobs import commit_created
 from app.auth.access import allow
 from app.customers import services as customers
+from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import APIError
 from app.imports import service as imports
 from app.jobs import queue
+from app.models.data.workspace import ImportBatch
+from app.transforms import service as transforms
 from app.web.forms import PageForm, active_customer_options, options
 from app.web.pages import bp, job_fragment, page_number
-from app.web.transforms import transform_section
+from app.web.transforms import TransformForm, transform_form, transform_section
 
 PAGE_SIZE = 50
 DELIMITER_CHOICES = [
@@ -136,6 +139,62 @@ def render_import_page(db, batch, status: int = 200, **transform_parts):
         poll_url=url_for("web.import_progress", import_id=batch.id),
         **transform_parts,
     ), status
+
+
+@bp.post("/imports/<int:import_id>/transform")
+@allow("operator")
+def transform_import(import_id: int):
+    """Transform (queue the job, then its page) or Preview (the dry run, shown on the form)."""
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    header = batch.header or []
+    dataset = DATASETS.get(request.form.get("dataset", ""))
+    form = transform_form(dataset or transforms.likely_dataset(header), header)
+    if dataset is None:
+        form.form_errors.append("Choose a dataset.")
+    elif form.validate():
+        try:
+            if request.form.get("action") == "preview":
+                return _preview(batch, form)
+            record = transforms.create(
+                db,
+                current_app.extensions["backoffice"].references,
+                import_id=batch.id,
+                dataset=dataset.name,
+                mapping=form.mapping(),
+                match_names=False,
+                max_rejects=form.max_rejects.data,
+                created_by=current_user.user_id,
+                max_attempts=current_app.extensions["backoffice"].settings.job_max_attempts,
+            )
+        except APIError as exc:
+            db.rollback()
+            form.refused(exc)
+        else:
+            commit_created(db, "transform", record)
+            flash(
+                f"Transform #{record.id} started: {batch.file_name} into {record.dataset}.",
+                "success",
+            )
+            return redirect(url_for("web.transform_page", transform_id=record.id))
+    return render_import_page(db, batch, status=422, **transform_section(batch, form))
+
+
+def _preview(batch: ImportBatch, form: TransformForm):
+    """The dry run, answered on the form itself: nothing was created, so nothing to redirect
+    to, and the operator adjusts the mapping right there."""
+    db = db_session()
+    found = transforms.preview(
+        db,
+        current_app.extensions["backoffice"].references,
+        import_id=batch.id,
+        dataset=form.dataset.data,
+        mapping=form.mapping(),
+        match_names=False,
+        max_rejects=form.max_rejects.data,
+    )
+    db.rollback()
+    return render_import_page(db, batch, **transform_section(batch, form, found))
 
 
 @bp.get("/imports/<int:import_id>/progress")

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import render_template, request, url_for
 from flask_login import current_user
 from wtforms import HiddenField, IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
-from app.api.jobs import commit_created
 from app.auth.access import allow
 from app.customers import services as customers
 from app.datasets import DATASETS
 from app.datasets.base import Dataset
 from app.db.session import db_session
-from app.errors import APIError
 from app.imports import service as imports
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch
@@ -89,64 +87,6 @@ def transform_section(
         "preview": preview,
         "transforms": transforms.of_import(db_session(), batch.id),
     }
-
-
-@bp.post("/imports/<int:import_id>/transform")
-@allow("operator")
-def transform_import(import_id: int):
-    """Transform (queue the job, then its page) or Preview (the dry run, shown on the form)."""
-    from app.web.imports import render_import_page  # the page this form lives on
-
-    db = db_session()
-    batch = imports.get_import(db, import_id)
-    header = batch.header or []
-    dataset = DATASETS.get(request.form.get("dataset", ""))
-    form = transform_form(dataset or transforms.likely_dataset(header), header)
-    if dataset is None:
-        form.form_errors.append("Choose a dataset.")
-    elif form.validate():
-        try:
-            if request.form.get("action") == "preview":
-                return _preview(batch, form, render_import_page)
-            record = transforms.create(
-                db,
-                current_app.extensions["backoffice"].references,
-                import_id=batch.id,
-                dataset=dataset.name,
-                mapping=form.mapping(),
-                match_names=False,
-                max_rejects=form.max_rejects.data,
-                created_by=current_user.user_id,
-                max_attempts=current_app.extensions["backoffice"].settings.job_max_attempts,
-            )
-        except APIError as exc:
-            db.rollback()
-            form.refused(exc)
-        else:
-            commit_created(db, "transform", record)
-            flash(
-                f"Transform #{record.id} started: {batch.file_name} into {record.dataset}.",
-                "success",
-            )
-            return redirect(url_for("web.transform_page", transform_id=record.id))
-    return render_import_page(db, batch, status=422, **transform_section(batch, form))
-
-
-def _preview(batch: ImportBatch, form: TransformForm, render_import_page):
-    """The dry run, answered on the form itself: nothing was created, so nothing to redirect
-    to, and the operator adjusts the mapping right there."""
-    db = db_session()
-    found = transforms.preview(
-        db,
-        current_app.extensions["backoffice"].references,
-        import_id=batch.id,
-        dataset=form.dataset.data,
-        mapping=form.mapping(),
-        match_names=False,
-        max_rejects=form.max_rejects.data,
-    )
-    db.rollback()
-    return render_import_page(db, batch, **transform_section(batch, form, found))
 
 
 @bp.get("/transforms/<int:transform_id>")
