@@ -2,6 +2,7 @@
 casting on several connections, and the routes. Jobs run for real on committed databases."""
 
 import dataclasses
+import time
 
 from sqlalchemy import text
 
@@ -219,6 +220,10 @@ def test_transform_routes_and_datasets(bulk_app, bo, customer):
         customers.update_customer(
             session, ACTOR, customers.get_customer(session, customer.id), status="inactive"
         )
+    # The change notice reaches this process's listener a moment after the commit.
+    deadline = time.monotonic() + 10
+    while bo.references.cache.get(("customer", customer.id)) and time.monotonic() < deadline:
+        time.sleep(0.01)
     refused = client.post(
         "/api/transforms", headers=headers, json={"import_id": import_id, "dataset": "products"}
     )
