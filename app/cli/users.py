@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from flask.cli import AppGroup
 
-from app.auth import services
-from app.db.session import session_scope
-from app.errors import APIError
-from app.models.primary.config import ROLES, User
+from app.cli.context import LazyChoice, cli_actor, in_session
 
-users_cli = AppGroup("users", help="Manage backoffice users.")
+if TYPE_CHECKING:
+    from app.db.session import BackofficeSession
+    from app.models.primary.config import User
 
 
-def _factory():
-    from flask import current_app
+@click.group("users", help="Manage backoffice users.")
+def users_cli() -> None:
+    pass
 
-    return current_app.extensions["backoffice"].session_factory
 
+def _roles() -> tuple[str, ...]:
+    from app.models.primary.config import ROLES
 
-def cli_actor() -> services.Actor:
-    """The audit log's actor for a shell command: the operating-system user."""
-    return services.Actor(None, f"cli:{getpass.getuser()}")
+    return ROLES
 
 
 def _read_password(from_stdin: bool, *, confirm: bool = True) -> str:
@@ -35,32 +33,27 @@ def _read_password(from_stdin: bool, *, confirm: bool = True) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
 
 
-def _find(session, email: str) -> User:
+def _find(session: BackofficeSession, email: str) -> User:
+    from app.auth import services
+
     user = services.find_user_by_email(session, email)
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     return user
 
 
-def _run(action):
-    """APIError (a refused value) becomes one line and exit 1, like any CLI error."""
-    try:
-        with session_scope(_factory()) as session:
-            return action(session)
-    except APIError as exc:
-        raise click.ClickException(exc.message) from None
-
-
 @users_cli.command("create")
 @click.option("--email", required=True)
 @click.option("--name", "display_name", required=True, help="Display name.")
-@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--role", type=LazyChoice(_roles), default="viewer", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--json", "as_json", is_flag=True, help="Print the user as one JSON object.")
 def create(email: str, display_name: str, role: str, password_stdin: bool, as_json: bool) -> None:
     """Create a user (the first admin: --role admin)."""
+    from app.auth import services
+
     password = _read_password(password_stdin)
-    user = _run(
+    user = in_session(
         lambda s: services.create_user(
             s, cli_actor(), email=email, display_name=display_name, role=role, password=password
         )
@@ -75,7 +68,9 @@ def create(email: str, display_name: str, role: str, password_stdin: bool, as_js
 @users_cli.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def list_users(as_json: bool) -> None:
-    users = _run(services.list_users)
+    from app.auth import services
+
+    users = in_session(services.list_users)
     if as_json:
         click.echo(json.dumps([u.as_dict() for u in users]))
         return
@@ -85,10 +80,12 @@ def list_users(as_json: bool) -> None:
 
 
 def _set_active(email: str, active: bool) -> None:
+    from app.auth import services
+
     def action(session):
         services.update_user(session, cli_actor(), _find(session, email), is_active=active)
 
-    _run(action)
+    in_session(action)
     click.echo(
         f"{email} {'enabled' if active else 'disabled; its sessions ended, API tokens revoked'}"
     )
@@ -118,6 +115,8 @@ def enable(email: str) -> None:
 )
 def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
     """Set a new password, end the user's sessions and revoke their API tokens."""
+    from app.auth import services
+
     password = _read_password(password_stdin)
 
     def action(session):
@@ -130,7 +129,7 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
             action="user.password_reset",
         )
 
-    _run(action)
+    in_session(action)
     click.echo(f"password of {email} reset; its sessions ended and API tokens revoked")
 
 
@@ -138,9 +137,11 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(email: str, yes: bool) -> None:
+    from app.auth import services
+
     if not yes:
         click.confirm(f"Delete {email} and end their sessions?", abort=True)
-    _run(lambda s: services.delete_user(s, cli_actor(), _find(s, email)))
+    in_session(lambda s: services.delete_user(s, cli_actor(), _find(s, email)))
     click.echo(f"deleted {email}")
 
 
@@ -150,10 +151,12 @@ def delete(email: str, yes: bool) -> None:
 def end_sessions(email: str | None, everyone: bool) -> None:
     """End one user's sessions and revoke their API tokens, or everyone's (--all), in every
     process at once."""
+    from app.auth import services
+
     if bool(email) == everyone:
         raise click.UsageError("give an EMAIL or --all")
     if everyone:
-        ended, revoked = _run(
+        ended, revoked = in_session(
             lambda s: services.end_every_session(s, cli_actor(), reason="ended by an admin")
         )
     else:
@@ -168,7 +171,7 @@ def end_sessions(email: str | None, everyone: bool) -> None:
             )
             return counts
 
-        ended, revoked = _run(action)
+        ended, revoked = in_session(action)
     click.echo(f"ended {ended} session(s) and revoked {revoked} API token(s)")
 
 
@@ -177,7 +180,9 @@ def end_sessions(email: str | None, everyone: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the tokens as one JSON array.")
 def tokens(email: str, as_json: bool) -> None:
     """List a user's API tokens (never their secrets)."""
-    rows = _run(lambda s: services.list_api_tokens(s, _find(s, email).id))
+    from app.auth import services
+
+    rows = in_session(lambda s: services.list_api_tokens(s, _find(s, email).id))
     if as_json:
         click.echo(json.dumps([t.as_dict() for t in rows]))
         return
@@ -201,6 +206,7 @@ def _token_state(token) -> str:
 @click.argument("token_id", type=int)
 def revoke_token(email: str, token_id: int) -> None:
     """Revoke one of a user's API tokens, in every process at once."""
+    from app.auth import services
 
     def action(session):
         token = services.find_api_token(session, _find(session, email).id, token_id)
@@ -208,5 +214,5 @@ def revoke_token(email: str, token_id: int) -> None:
             raise click.ClickException(f"{email} has no API token {token_id}")
         services.revoke_api_token(session, cli_actor(), token)
 
-    _run(action)
+    in_session(action)
     click.echo(f"revoked API token {token_id} of {email}")
