@@ -37,6 +37,11 @@ def _rows(n: int) -> str:
     return f"{n:,} row{'' if n == 1 else 's'}"
 
 
+# The options the three bulk commands share.
+queue_it = click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
+one_json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
 # -- import ----------------------------------------------------------------------------------
 
 
@@ -45,8 +50,8 @@ def _rows(n: int) -> str:
 @click.option("--customer", "customer_code", required=True, help="The customer's code.")
 @click.option("--encoding", help="The file's encoding (default UTF-8).")
 @click.option("--delimiter", help="One of , ; tab | (default: detected from the header).")
-@click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@queue_it
+@one_json
 def import_command(file, customer_code, encoding, delimiter, run_async, as_json) -> None:
     """Stage a CSV FILE for a customer into the workspace."""
     from app.imports import service as imports
@@ -138,8 +143,8 @@ def _parse_mapping(mappings: tuple[str, ...]) -> dict[str, str]:
     is_flag=True,
     help="Cast and check the first rows, print what would happen, write nothing.",
 )
-@click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@queue_it
+@one_json
 def transform_command(
     import_id, dataset, mappings, max_rejects, dry_run, run_async, as_json
 ) -> None:
@@ -245,8 +250,8 @@ def _print_preview(found, as_json: bool) -> None:
     is_flag=True,
     help="Prefix text cells starting with = + - @ tab or CR with ' (for spreadsheets).",
 )
-@click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@queue_it
+@one_json
 def export_command(
     dataset, customer_code, output, gzipped, neutralize_formulas, run_async, as_json
 ) -> None:
