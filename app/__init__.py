@@ -5,31 +5,27 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from sqlalchemy.orm import sessionmaker
-from werkzeug.middleware.proxy_fix import ProxyFix
+# Nothing heavy at import time: `backoffice --help` and the bulk commands import this package
+# and pay only for what they use. The factories import what they need inside.
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.orm import sessionmaker
 
-from app.api.body import BackofficeRequest, StrictJSONProvider, refuse_hostile_input
-from app.auth.access import enforce
-from app.auth.login import init_login
-from app.auth.session_cache import Principal, session_cache
-from app.config import Settings, database_tls_warnings
-from app.db import migrations
-from app.db.embedded import start_embedded
-from app.db.engines import Engines
-from app.db.guard import guard_engine
-from app.db.notices import Notices, TrustedCache
-from app.db.session import BackofficeSession, close_db_session, make_session_factory
-from app.errors import ConfigError, DatabaseUnavailable, register_error_handlers
-from app.metrics import EngineStats, engine_labels
-from app.private_file import read_or_create
-from app.references import ReferenceChecker
+    from app.auth.session_cache import Principal
+    from app.config import Settings
+    from app.db.engines import Engines
+    from app.db.notices import Notices, TrustedCache
+    from app.db.session import BackofficeSession
+    from app.metrics import EngineStats
+    from app.references import ReferenceChecker
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +41,8 @@ class Backoffice:
     session_cache: TrustedCache[Principal] = field(repr=False)
     references: ReferenceChecker = field(repr=False)
     instance_path: str = ""
-    engine_stats: EngineStats = field(default_factory=EngineStats, repr=False)
+    # The web app's per-engine statement counters (/metrics); a CLI process keeps none.
+    engine_stats: EngineStats | None = field(default=None, repr=False)
 
     def close(self) -> None:
         self.notices.stop()
@@ -60,48 +57,33 @@ def create_app(
     `config`: settings, or an environment mapping to read them from (default: `os.environ`).
     `own_embedded`: stop an embedded server this process starts when it exits (CLI processes).
     """
-    settings = config if isinstance(config, Settings) else Settings.from_env(config)
-    app = Flask(__name__, instance_path=settings.instance_path, static_folder=None)
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app.api.body import BackofficeRequest, StrictJSONProvider, refuse_hostile_input
+    from app.auth.access import enforce
+    from app.auth.login import init_login
+    from app.db.session import close_db_session
+    from app.errors import register_error_handlers
+    from app.metrics import EngineStats, engine_labels
+
+    settings = _settings(config)
+    instance_path = settings.instance_path or default_instance_path()
+    app = Flask(__name__, instance_path=instance_path, static_folder=None)
     app.request_class = BackofficeRequest
     app.json = StrictJSONProvider(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config["SECRET_KEY"] = settings.secret_key or _development_secret_key(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    if settings.embedded:
-        settings = start_embedded(settings, app.instance_path, stop_at_exit=own_embedded)
-    engines = Engines(settings)
-    engines.verify_layout()
-    if settings.production:
-        _refuse_database_behind(engines)
-        for warning in database_tls_warnings(settings):
-            log.warning("%s", warning)
-
-    listen = settings.listen_target
-    notices = Notices(listen.conninfo if listen else None)
-    app.extensions["backoffice"] = Backoffice(
-        settings=settings,
-        engines=engines,
-        session_factory=make_session_factory(
-            {"primary": engines.primary, "data": engines.data}, guard=settings.engine_guard
-        ),
-        notices=notices,
-        session_cache=session_cache(notices, settings.session_cache_ttl),
-        references=ReferenceChecker(notices, settings.reference_cache_ttl),
-        instance_path=app.instance_path,
-    )
-    for label, engine in engine_labels(engines).items():
-        app.extensions["backoffice"].engine_stats.watch(engine, label)
-    if settings.engine_guard:
-        for _role, engine in engines.items():
-            guard_engine(engine)
-    if own_embedded:
-        # Runs before the embedded server stops (atexit is last in, first out): the listener
-        # leaves quietly instead of seeing its server go.
-        atexit.register(app.extensions["backoffice"].close)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_json_bytes
-    if settings.trusted_proxy_count:
-        n = settings.trusted_proxy_count
+    bo = build_backoffice(settings, own_embedded=own_embedded)
+    bo.engine_stats = EngineStats()
+    app.extensions["backoffice"] = bo
+    for label, engine in engine_labels(bo.engines).items():
+        bo.engine_stats.watch(engine, label)
+    app.config["MAX_CONTENT_LENGTH"] = bo.settings.max_json_bytes
+    if bo.settings.trusted_proxy_count:
+        n = bo.settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore
     app.teardown_appcontext(close_db_session)
     register_error_handlers(app)
@@ -112,14 +94,12 @@ def create_app(
 
     from app import health, metrics
     from app.api import register_api
-    from app.job_kinds import register_job_kinds
     from app.web import register_web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     register_api(app)
     register_web(app)
-    register_job_kinds()
 
     from app.cli import register_commands
 
@@ -127,14 +107,106 @@ def create_app(
     return app
 
 
+def build_backoffice(
+    config: Settings | Mapping[str, str] | None = None, *, own_embedded: bool = False
+) -> Backoffice:
+    """Engines, sessions, the change listener and the caches, without the web app: what the
+    app holds, and all a CLI command or a worker needs (without Flask's import cost)."""
+    from app.auth.session_cache import session_cache
+    from app.config import database_tls_warnings
+    from app.db.engines import Engines
+    from app.db.guard import guard_engine
+    from app.db.notices import Notices
+    from app.db.session import make_session_factory
+    from app.job_kinds import register_job_kinds
+    from app.references import ReferenceChecker
+
+    register_job_kinds()  # what this process's jobs run: a worker's, a CLI command's, the app's
+    settings = _settings(config)
+    instance_path = settings.instance_path or default_instance_path()
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    if settings.embedded:
+        from app.db.embedded import start_embedded
+
+        settings = start_embedded(settings, instance_path, stop_at_exit=own_embedded)
+    engines = Engines(settings)
+    engines.verify_layout()
+    if settings.production:
+        _refuse_database_behind(engines)
+        for warning in database_tls_warnings(settings):
+            log.warning("%s", warning)
+
+    listen = settings.listen_target
+    notices = Notices(listen.conninfo if listen else None)
+    bo = Backoffice(
+        settings=settings,
+        engines=engines,
+        session_factory=make_session_factory(
+            {"primary": engines.primary, "data": engines.data}, guard=settings.engine_guard
+        ),
+        notices=notices,
+        session_cache=session_cache(notices, settings.session_cache_ttl),
+        references=ReferenceChecker(notices, settings.reference_cache_ttl),
+        instance_path=instance_path,
+    )
+    if settings.engine_guard:
+        for _role, engine in engines.items():
+            guard_engine(engine)
+    if own_embedded:
+        import atexit
+
+        # Runs before the embedded server stops (atexit is last in, first out): the listener
+        # leaves quietly instead of seeing its server go.
+        atexit.register(bo.close)
+    return bo
+
+
+def _settings(config: Settings | Mapping[str, str] | None) -> Settings:
+    from app.config import Settings
+
+    return config if isinstance(config, Settings) else Settings.from_env(config)
+
+
+def default_instance_path() -> str:
+    """Flask's default instance folder for this package, found without importing Flask:
+    `instance/` beside the package when it is not installed, else `<prefix>/var/app-instance`."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    prefix = _install_prefix(package_root)
+    if prefix is None:
+        return os.path.join(package_root, "instance")
+    return os.path.join(prefix, "var", f"{__name__}-instance")
+
+
+def _install_prefix(package_root: str) -> str | None:
+    """The rule of `flask.sansio.scaffold.find_package`: the interpreter's prefix, a
+    virtualenv's, or None when the package is not installed."""
+    py_prefix = os.path.abspath(sys.prefix)
+    if Path(package_root).is_relative_to(py_prefix):
+        return py_prefix
+    site_parent, site_folder = os.path.split(package_root)
+    if site_folder.lower() != "site-packages":
+        return None
+    parent, folder = os.path.split(site_parent)
+    if folder.lower() == "lib":
+        return parent
+    if os.path.basename(parent).lower() == "lib":
+        return os.path.dirname(parent)
+    return site_parent
+
+
 def _development_secret_key(instance_path: str) -> str:
     """Development only: a random key kept in the instance folder, so sessions survive restarts."""
+    from app.private_file import read_or_create
+
     return read_or_create(Path(instance_path) / "secret_key")
 
 
 def _refuse_database_behind(engines: Engines) -> None:
     """Production never serves a database behind its code. An engine that is down is not
     refused here: the app starts degraded and readiness says which engine is missing."""
+    from app.db import migrations
+    from app.errors import ConfigError, DatabaseUnavailable
+
     behind = []
     for role, _engine in engines.items():
         try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import traceback
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app, has_request_context, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+
+if TYPE_CHECKING:  # Flask is imported where a response is made: the CLI needs none
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class APIError(Exception):
 
 def error_response(code: str, message: str, status: int):
     """JSON for API callers; a page for a browser, when the web pages registered one."""
+    from flask import current_app, has_request_context, jsonify
+
     page = current_app.extensions.get("error_page") if has_request_context() else None
     if page is not None:
         answer = page(code, message, status)
@@ -75,6 +79,8 @@ def describe_database_error(exc: DBAPIError) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from werkzeug.exceptions import HTTPException
+
     @app.errorhandler(APIError)
     def api_error(exc: APIError):
         response = error_response(exc.code, exc.message, exc.status)

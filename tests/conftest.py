@@ -207,14 +207,24 @@ def spare_servers(split: bool, tmp_path: Path) -> Iterator[dict[str, PgServer]]:
         server.embedded.stop()
 
 
-@pytest.fixture(scope="module")
-def committed_env(make_env) -> dict[str, str]:
-    """Databases of the module's own, migrated, where what tests do is committed for real."""
-    env = make_env("committed")
+def _migrated(env: dict[str, str]) -> dict[str, str]:
     application = create_app(env)
     migrations.upgrade(application.extensions["backoffice"].engines)
     _dispose(application)
     return env
+
+
+@pytest.fixture(scope="module")
+def committed_env(make_env) -> dict[str, str]:
+    """Databases of the module's own, migrated, where what tests do is committed for real."""
+    return _migrated(make_env("committed"))
+
+
+@pytest.fixture
+def migrated_env(make_env) -> dict[str, str]:
+    """Empty databases of the test's own, migrated: for commands run as a person runs them,
+    whose tests count what is there."""
+    return _migrated(make_env("migrated"))
 
 
 @pytest.fixture(scope="module")

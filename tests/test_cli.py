@@ -2,46 +2,46 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pytest
 from sqlalchemy import select
 
 from app.db import migrations
 from app.models.primary.config import AuditEntry, User
-from tests.harness import BACKOFFICE, backoffice, environment
+from tests.harness import BACKOFFICE, ROOT, backoffice, environment
 
 HEADS = {role: migrations.script_directory(role).get_current_head() for role in ("primary", "data")}
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return backoffice(env, *args, timeout=120)
-
-
 @pytest.fixture
 def env(make_env):
+    """Empty databases, not migrated."""
     return make_env("cli")
 
 
 def test_upgrade_status_and_check_through_the_command(env):
-    before = run(env, "db", "check")
+    before = backoffice(env, "db", "check")
     assert before.returncode == 1 and "migrations empty" in before.stdout
 
-    dry = run(env, "db", "upgrade", "--preflight")
+    dry = backoffice(env, "db", "upgrade", "--preflight")
     assert dry.returncode == 0, dry.stderr
     assert "primary: PostgreSQL" in dry.stdout and "pending: p0001, " in dry.stdout
     assert "data: PostgreSQL" in dry.stdout and "pending: d0001" in dry.stdout
-    assert json.loads(run(env, "db", "status", "--json").stdout)["primary"]["state"] == "empty"
+    status = json.loads(backoffice(env, "db", "status", "--json").stdout)
+    assert status["primary"]["state"] == "empty"
 
-    up = run(env, "db", "upgrade", "primary")
+    up = backoffice(env, "db", "upgrade", "primary")
     assert up.returncode == 0, up.stderr
     assert f"primary: at {HEADS['primary']} (current)" in up.stdout
-    status = json.loads(run(env, "db", "status", "--json").stdout)
+    status = json.loads(backoffice(env, "db", "status", "--json").stdout)
     assert status["primary"]["state"] == "current" and status["data"]["state"] == "empty"
 
-    assert run(env, "db", "upgrade").returncode == 0
-    check = run(env, "db", "check")
+    assert backoffice(env, "db", "upgrade").returncode == 0
+    check = backoffice(env, "db", "check")
     assert check.returncode == 0 and check.stdout == "primary: ok\ndata: ok\n"
 
 
@@ -50,8 +50,8 @@ def test_doctor_masks_passwords_and_reports_each_engine(env):
     env["PRIMARY_DATABASE_URL"] = env["PRIMARY_DATABASE_URL"].replace(
         "postgres@", "postgres:hunter2@"
     )
-    run(env, "db", "upgrade")
-    result = run(env, "doctor", "--json")
+    backoffice(env, "db", "upgrade")
+    result = backoffice(env, "doctor", "--json")
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout
     report = json.loads(result.stdout)
@@ -74,22 +74,17 @@ def test_doctor_masks_passwords_and_reports_each_engine(env):
     ],
 )
 def test_bad_settings_give_one_clear_line_and_a_non_zero_exit(variables, expected, tmp_path):
-    result = run({"INSTANCE_PATH": str(tmp_path), **variables}, "db", "status")
+    result = backoffice({"INSTANCE_PATH": str(tmp_path), **variables}, "db", "status")
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "hunter2" not in result.stderr
 
 
-def run_with_input(env, stdin: str, *args: str) -> subprocess.CompletedProcess:
-    return backoffice(env, *args, input=stdin, timeout=120)
-
-
-def test_users_commands_manage_the_first_admin_and_others(env):
-    assert run(env, "db", "upgrade").returncode == 0
-    created = run_with_input(
+def test_users_commands_manage_the_first_admin_and_others(migrated_env):
+    env = migrated_env
+    created = backoffice(
         env,
-        "first admin password\n",
         "users",
         "create",
         "--role",
@@ -100,12 +95,12 @@ def test_users_commands_manage_the_first_admin_and_others(env):
         "Boss",
         "--password-stdin",
         "--json",
+        input="first admin password\n",
     )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["role"] == "admin"
-    weak = run_with_input(
+    weak = backoffice(
         env,
-        "short\n",
         "users",
         "create",
         "--email",
@@ -113,49 +108,51 @@ def test_users_commands_manage_the_first_admin_and_others(env):
         "--name",
         "X",
         "--password-stdin",
+        input="short\n",
     )
     assert weak.returncode == 1 and "at least 12 characters" in weak.stderr
     assert "Traceback" not in weak.stderr
 
-    listed = json.loads(run(env, "users", "list", "--json").stdout)
+    listed = json.loads(backoffice(env, "users", "list", "--json").stdout)
     assert [u["email"] for u in listed] == ["boss@example.com"]
-    assert run(env, "users", "disable", "boss@example.com").returncode == 0
-    assert json.loads(run(env, "users", "list", "--json").stdout)[0]["is_active"] is False
-    assert run(env, "users", "enable", "boss@example.com").returncode == 0
-    reset = run_with_input(
+    assert backoffice(env, "users", "disable", "boss@example.com").returncode == 0
+    assert json.loads(backoffice(env, "users", "list", "--json").stdout)[0]["is_active"] is False
+    assert backoffice(env, "users", "enable", "boss@example.com").returncode == 0
+    reset = backoffice(
         env,
-        "another long password\n",
         "users",
         "reset-password",
         "boss@example.com",
         "--password-stdin",
+        input="another long password\n",
     )
     assert reset.returncode == 0, reset.stderr
-    assert json.loads(run(env, "users", "list", "--json").stdout)[0]["must_change_password"]
-    missing = run(env, "users", "disable", "nobody@example.com")
+    assert json.loads(backoffice(env, "users", "list", "--json").stdout)[0]["must_change_password"]
+    missing = backoffice(env, "users", "disable", "nobody@example.com")
     assert missing.returncode == 1 and "no user with email nobody@example.com" in missing.stderr
-    ended = run(env, "users", "end-sessions", "--all")
+    ended = backoffice(env, "users", "end-sessions", "--all")
     assert ended.returncode == 0
     assert ended.stdout == "ended 0 session(s) and revoked 0 API token(s)\n"
-    assert run(env, "users", "end-sessions").returncode == 2, "EMAIL or --all"
-    assert run(env, "users", "delete", "boss@example.com", "--yes").returncode == 0
-    assert json.loads(run(env, "users", "list", "--json").stdout) == []
+    assert backoffice(env, "users", "end-sessions").returncode == 2, "EMAIL or --all"
+    assert backoffice(env, "users", "delete", "boss@example.com", "--yes").returncode == 0
+    assert json.loads(backoffice(env, "users", "list", "--json").stdout) == []
 
 
 @pytest.fixture
-def app_on(env):
-    """The app on the command's databases, migrated: to make users and tokens, and call it."""
+def app_on(migrated_env):
+    """The app on the command's databases: to make users and tokens, and call it."""
     from app import create_app
 
-    application = create_app(env)
-    migrations.upgrade(application.extensions["backoffice"].engines)
+    application = create_app(migrated_env)
     yield application
     application.extensions["backoffice"].close()
 
 
-def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
+def test_users_token_commands_list_revoke_and_every_cut_revokes(migrated_env, app_on):
     from app.audit import Actor
     from app.auth.api_tokens import create_api_token
+
+    env = migrated_env
     from app.db.session import session_scope
     from tests.conftest import create_user
 
@@ -177,30 +174,30 @@ def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
         return app_on.test_client().get("/api/auth/me", headers=bearer).status_code == 200
 
     def listed() -> dict[str, str | None]:
-        tokens = json.loads(run(env, "users", "tokens", "ops@example.com", "--json").stdout)
+        tokens = json.loads(backoffice(env, "users", "tokens", "ops@example.com", "--json").stdout)
         return {t["name"]: t["revoked_at"] for t in tokens}
 
     nightly, nightly_bearer = token("nightly")
     _weekly, weekly_bearer = token("weekly")
-    text = run(env, "users", "tokens", "ops@example.com")
+    text = backoffice(env, "users", "tokens", "ops@example.com")
     assert text.returncode == 0 and "nightly" in text.stdout and "active" in text.stdout
     assert listed() == {"nightly": None, "weekly": None}
 
-    stranger = run(env, "users", "revoke-token", "other@example.com", str(nightly))
+    stranger = backoffice(env, "users", "revoke-token", "other@example.com", str(nightly))
     assert stranger.returncode == 1
     assert f"other@example.com has no API token {nightly}" in stranger.stderr
     assert works(nightly_bearer)
-    revoked = run(env, "users", "revoke-token", "ops@example.com", str(nightly))
+    revoked = backoffice(env, "users", "revoke-token", "ops@example.com", str(nightly))
     assert revoked.returncode == 0, revoked.stderr
     assert not works(nightly_bearer) and works(weekly_bearer)
 
-    reset = run_with_input(
+    reset = backoffice(
         env,
-        "another long password\n",
         "users",
         "reset-password",
         "ops@example.com",
         "--password-stdin",
+        input="another long password\n",
     )
     assert reset.returncode == 0 and "API tokens revoked" in reset.stdout
     assert not works(weekly_bearer)
@@ -213,9 +210,9 @@ def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
     ):
         _id, bearer = token(" ".join(cut))
         assert works(bearer)
-        assert run(env, *cut).returncode == 0, cut
+        assert backoffice(env, *cut).returncode == 0, cut
         assert not works(bearer), cut
-        run(env, "users", "enable", "ops@example.com")
+        backoffice(env, "users", "enable", "ops@example.com")
     assert all(listed().values())
 
     with session_scope(factory) as session:
@@ -225,18 +222,18 @@ def test_users_token_commands_list_revoke_and_every_cut_revokes(env, app_on):
     assert {"token.revoke", "token.revoke_all"} <= set(actions)
 
 
-def test_customers_commands_create_and_list(env):
-    assert run(env, "db", "upgrade").returncode == 0
-    made = run(env, "customers", "create", "--code", "acme", "--name", "Acme", "--json")
+def test_customers_commands_create_and_list(migrated_env):
+    env = migrated_env
+    made = backoffice(env, "customers", "create", "--code", "acme", "--name", "Acme", "--json")
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["code"] == "ACME"
-    again = run(env, "customers", "create", "--code", "ACME", "--name", "Twin")
+    again = backoffice(env, "customers", "create", "--code", "ACME", "--name", "Twin")
     assert again.returncode == 1 and "a customer with code ACME exists" in again.stderr
-    inactive = run(env, "customers", "create", "--code", "b2", "--name", "B", "--inactive")
+    inactive = backoffice(env, "customers", "create", "--code", "b2", "--name", "B", "--inactive")
     assert inactive.returncode == 0
-    listed = json.loads(run(env, "customers", "list", "--status", "active", "--json").stdout)
+    listed = json.loads(backoffice(env, "customers", "list", "--status", "active", "--json").stdout)
     assert [c["code"] for c in listed] == ["ACME"]
-    assert "B2" in run(env, "customers", "list").stdout
+    assert "B2" in backoffice(env, "customers", "list").stdout
 
 
 def peak_rss_kb(env, *args) -> tuple[int, subprocess.CompletedProcess]:
@@ -269,12 +266,12 @@ def write_rows(path, n: int) -> None:
             )
 
 
-def test_import_command_runs_the_job_here_or_queues_it(env, tmp_path):
-    assert run(env, "db", "upgrade").returncode == 0
-    assert run(env, "customers", "create", "--code", "CLI", "--name", "C").returncode == 0
+def test_import_command_runs_the_job_here_or_queues_it(migrated_env, tmp_path):
+    env = migrated_env
+    assert backoffice(env, "customers", "create", "--code", "CLI", "--name", "C").returncode == 0
     path = tmp_path / "rows.csv"
     write_rows(path, 1234)
-    done = run(env, "import", str(path), "--customer", "CLI", "--json")
+    done = backoffice(env, "import", str(path), "--customer", "CLI", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["import"]["status"] == "staged" and result["import"]["rows_staged"] == 1234
@@ -283,30 +280,30 @@ def test_import_command_runs_the_job_here_or_queues_it(env, tmp_path):
     assert result["job"]["status"] == "succeeded"
 
     queued = json.loads(
-        run(env, "import", str(path), "--customer", "CLI", "--async", "--json").stdout
+        backoffice(env, "import", str(path), "--customer", "CLI", "--async", "--json").stdout
     )
     assert queued["job"]["status"] == "queued" and queued["import"]["status"] == "pending"
-    listed = run(env, "jobs", "list", "--status", "queued")
+    listed = backoffice(env, "jobs", "list", "--status", "queued")
     assert f"{queued['job']['id']:>6}  import" in listed.stdout
-    shown = json.loads(run(env, "jobs", "show", str(queued["job"]["id"])).stdout)
+    shown = json.loads(backoffice(env, "jobs", "show", str(queued["job"]["id"])).stdout)
     assert shown["params"] == {"import_id": queued["import"]["id"]}, "bytes kept in the database"
-    cancelled = run(env, "jobs", "cancel", str(queued["job"]["id"]))
+    cancelled = backoffice(env, "jobs", "cancel", str(queued["job"]["id"]))
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
 
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"a,b\n1,2,3\n")
-    failed = run(env, "import", str(bad), "--customer", "CLI")
+    failed = backoffice(env, "import", str(bad), "--customer", "CLI")
     assert failed.returncode == 1
     assert "failed: line 2: more fields than the header's 2" in failed.stdout
-    unknown = run(env, "import", str(bad), "--customer", "NOBODY")
+    unknown = backoffice(env, "import", str(bad), "--customer", "NOBODY")
     assert unknown.returncode == 1 and "no customer with code NOBODY" in unknown.stderr
-    purged = run(env, "imports", "purge", "--older-than", "0m")
+    purged = backoffice(env, "imports", "purge", "--older-than", "0m")
     assert purged.returncode == 0 and "purged import" in purged.stdout
 
 
-def test_a_million_rows_import_in_the_memory_of_a_thousand(env, tmp_path):
-    assert run(env, "db", "upgrade").returncode == 0
-    assert run(env, "customers", "create", "--code", "MEM", "--name", "M").returncode == 0
+def test_a_million_rows_import_in_the_memory_of_a_thousand(migrated_env, tmp_path):
+    env = migrated_env
+    assert backoffice(env, "customers", "create", "--code", "MEM", "--name", "M").returncode == 0
     small, large = tmp_path / "small.csv", tmp_path / "large.csv"
     write_rows(small, 1_000)
     write_rows(large, 1_000_000)
@@ -322,10 +319,10 @@ def test_a_million_rows_import_in_the_memory_of_a_thousand(env, tmp_path):
     assert large_kb - small_kb <= 8 * 1024, "flat: no more than a few chunk buffers apart"
 
 
-def test_bulk_work_logs_statements_not_rows(env, tmp_path):
+def test_bulk_work_logs_statements_not_rows(migrated_env, tmp_path):
     """LOG_DB_QUERIES=true: an import and a transform log the same whatever the file's size."""
-    assert run(env, "db", "upgrade").returncode == 0
-    assert run(env, "customers", "create", "--code", "LOG", "--name", "L").returncode == 0
+    env = migrated_env
+    assert backoffice(env, "customers", "create", "--code", "LOG", "--name", "L").returncode == 0
     loud = {**env, "LOG_DB_QUERIES": "true"}
     lines = {}
     for rows in (10, 20_000):
@@ -334,9 +331,129 @@ def test_bulk_work_logs_statements_not_rows(env, tmp_path):
             "sku,name,unit_price,currency\n"
             + "".join(f"S{rows}-{i},N{i},{i}.5,EUR\n" for i in range(rows))
         )
-        staged = run(loud, "import", str(path), "--customer", "LOG", "--json")
+        staged = backoffice(loud, "import", str(path), "--customer", "LOG", "--json")
         import_id = json.loads(staged.stdout)["import"]["id"]
-        done = run(loud, "transform", str(import_id), "--dataset", "products", "--json")
+        done = backoffice(loud, "transform", str(import_id), "--dataset", "products", "--json")
         assert json.loads(done.stdout)["transform"]["inserted"] == rows
         lines[rows] = len(staged.stderr.splitlines()) + len(done.stderr.splitlines())
     assert lines[10] > 0 and abs(lines[20_000] - lines[10]) <= 10, lines
+
+
+def run_and_list_modules(env, *args) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`backoffice ARGS` in a fresh interpreter, and the modules it imported on the way."""
+    probe = (
+        "import sys\n"
+        "from app.cli import main\n"
+        "sys.argv = ['backoffice', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    sys.stderr.write('\\nmodules: ' + ' '.join(sys.modules) + '\\n')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        cwd=ROOT,
+        env=environment(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    *rest, modules = result.stderr.rstrip("\n").split("\n")
+    result.stderr = "\n".join(rest)
+    assert modules.startswith("modules: "), result.stderr
+    return result, set(modules.removeprefix("modules: ").split())
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {name.partition(".")[0] for name in modules}
+
+
+def test_help_and_version_load_neither_flask_nor_the_database_layer(tmp_path):
+    """No database configured either: building the app here would start an embedded server."""
+    env = {"INSTANCE_PATH": str(tmp_path / "instance")}
+    helped, modules = run_and_list_modules(env, "--help")
+    assert helped.returncode == 0, helped.stderr
+    for command in ("serve", "db", "doctor", "users", "import", "transform", "export"):
+        assert re.search(rf"^  {command} ", helped.stdout, re.M), command
+    for command in ("imports", "worker", "jobs", "customers", "demo"):
+        assert re.search(rf"^  {command} ", helped.stdout, re.M), command
+    heavy = {"flask", "werkzeug", "sqlalchemy", "psycopg", "alembic"}
+    assert not top_level(modules) & heavy
+    assert not (tmp_path / "instance").exists(), "nothing built, nothing started"
+
+    shown, modules = run_and_list_modules(env, "--version")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"backoffice {version('backoffice')}\n"
+    assert not top_level(modules) & heavy
+
+
+def test_bulk_commands_build_the_engines_not_the_web_app(migrated_env, tmp_path):
+    """What `import` pays before its first COPY byte: no Flask, no pages, no API."""
+    env = migrated_env
+    assert backoffice(env, "customers", "create", "--code", "FAST", "--name", "F").returncode == 0
+    path = tmp_path / "one.csv"
+    path.write_text("sku,name\nA,a\n")
+    staged, modules = run_and_list_modules(env, "import", str(path), "--customer", "FAST")
+    assert staged.returncode == 0, staged.stderr
+    assert not top_level(modules) & {"flask", "werkzeug", "jinja2", "wtforms", "flask_login"}
+    assert not {m for m in modules if m.startswith(("app.web", "app.api"))}
+    assert "staged: 1 row of one.csv" in staged.stdout
+
+
+PRODUCTS = (
+    "sku,name,unit_price,currency\n"
+    "A1,Hammer,12.90,EUR\n"
+    "B2,Saw,abc,EUR\n"  # not a number: rejected
+    "A1,Hammer (new),13.40,EUR\n"  # the same key again: the later row wins
+)
+
+
+def test_bulk_commands_say_what_they_did_in_words_and_in_json(migrated_env, tmp_path):
+    env = migrated_env
+    assert backoffice(env, "customers", "create", "--code", "SAY", "--name", "S").returncode == 0
+    source = tmp_path / "products.csv"
+    source.write_text(PRODUCTS)
+
+    staged = backoffice(env, "import", str(source), "--customer", "SAY")
+    assert staged.returncode == 0, staged.stderr
+    (import_id,) = re.fullmatch(
+        r"import (\d+) staged: 3 rows of products\.csv\n", staged.stdout
+    ).groups()
+
+    cast = backoffice(env, "transform", import_id, "--dataset", "products")
+    assert cast.returncode == 0, cast.stderr
+    first, counts, rejects = cast.stdout.splitlines()
+    assert re.fullmatch(rf"transform \d+ of import {import_id} into products succeeded", first)
+    assert counts == "inserted 1, updated 0, unchanged 0, rejected 1, superseded 1"
+    assert rejects == f"rejected rows: backoffice imports errors {import_id}"
+    shown = backoffice(env, "imports", "errors", import_id)
+    assert "line 3, unit_price: not a number" in shown.stdout
+
+    out = tmp_path / "out.csv"
+    written = backoffice(env, "export", "products", "--customer", "SAY", "--output", str(out))
+    assert written.returncode == 0, written.stderr
+    assert re.fullmatch(rf"export \d+: 1 row written to {re.escape(str(out))}\n", written.stdout)
+    assert out.read_text().count("\n") == 2, "the header and one row"
+
+    again = backoffice(env, "transform", import_id, "--dataset", "products", "--json")
+    made = json.loads(again.stdout)
+    assert set(made) == {"transform", "job"} and made["job"]["status"] == "succeeded"
+    assert (made["transform"]["unchanged"], made["transform"]["rejected"]) == (1, 1)
+    exported = json.loads(
+        backoffice(
+            env, "export", "products", "--customer", "SAY", "--output", str(out), "--json"
+        ).stdout
+    )
+    assert set(exported) == {"export", "job"} and exported["export"]["rows"] == 1
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"a,b\n1,2,3\n")
+    failed = backoffice(env, "import", str(bad), "--customer", "SAY")
+    assert failed.returncode == 1
+    (bad_id,) = re.match(r"import (\d+) failed: line 2: ", failed.stdout).groups()
+    assert failed.stdout.splitlines()[-1] == f"see: backoffice imports errors {bad_id}"
+    queued = backoffice(env, "import", str(source), "--customer", "SAY", "--async")
+    assert queued.returncode == 0, queued.stderr
+    assert re.fullmatch(
+        r"import \d+ queued as job (\d+); follow it with: backoffice jobs show \1\n", queued.stdout
+    )

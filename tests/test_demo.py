@@ -6,9 +6,8 @@ from app import create_app
 from tests.harness import backoffice
 
 
-def test_demo_fills_an_empty_deployment_once(make_env):
-    env = make_env("demo")
-    assert backoffice(env, "db", "upgrade").returncode == 0
+def test_demo_fills_an_empty_deployment_once(migrated_env):
+    env = migrated_env
     done = backoffice(env, "demo")
     assert done.returncode == 0, done.stderr
     users = re.findall(

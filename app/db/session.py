@@ -10,7 +10,6 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
-from flask import current_app, g
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.util import find_tables
@@ -70,12 +69,16 @@ def make_session_factory(
 
 def db_session() -> BackofficeSession:
     """The request's session, made on first use and closed when the app context ends."""
+    from flask import current_app, g  # here: the CLI and the workers import this module too
+
     if "db_session" not in g:
         g.db_session = current_app.extensions["backoffice"].session_factory()
     return g.db_session
 
 
 def close_db_session(_exc: BaseException | None = None) -> None:
+    from flask import g
+
     session = g.pop("db_session", None)
     if session is not None:
         session.close()  # rolls back whatever the request did not commit

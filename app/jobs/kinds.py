@@ -8,9 +8,10 @@ whose work they run (the areas import them).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection
+if TYPE_CHECKING:  # the CLI reads the statuses without loading SQLAlchemy
+    from sqlalchemy import Connection
 
 KINDS = ("import", "transform", "export")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")

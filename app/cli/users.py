@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from flask.cli import AppGroup
 
-from app.auth import services
-from app.db.session import session_scope
-from app.errors import APIError
-from app.models.primary.config import ROLES, User
+from app.cli.context import LazyChoice, cli_actor, in_session
 
-users_cli = AppGroup("users", help="Manage backoffice users.")
+if TYPE_CHECKING:
+    from app.db.session import BackofficeSession
+    from app.models.primary.config import User
 
 
-def _factory():
-    from flask import current_app
+@click.group("users", help="Manage backoffice users.")
+def users_cli() -> None:
+    pass
 
-    return current_app.extensions["backoffice"].session_factory
 
+def _roles() -> tuple[str, ...]:
+    from app.models.primary.config import ROLES
 
-def cli_actor() -> services.Actor:
-    """The audit log's actor for a shell command: the operating-system user."""
-    return services.Actor(None, f"cli:{getpass.getuser()}")
+    return ROLES
 
 
 def _read_password(from_stdin: bool, *, confirm: bool = True) -> str:
@@ -35,33 +33,28 @@ def _read_password(from_stdin: bool, *, confirm: bool = True) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
 
 
-def _find(session, email: str) -> User:
-    user = services.find_user_by_email(session, email)
+def _find(session: BackofficeSession, email: str) -> User:
+    from app.auth import users
+
+    user = users.find_user_by_email(session, email)
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     return user
 
 
-def _run(action):
-    """APIError (a refused value) becomes one line and exit 1, like any CLI error."""
-    try:
-        with session_scope(_factory()) as session:
-            return action(session)
-    except APIError as exc:
-        raise click.ClickException(exc.message) from None
-
-
 @users_cli.command("create")
 @click.option("--email", required=True)
 @click.option("--name", "display_name", required=True, help="Display name.")
-@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--role", type=LazyChoice(_roles), default="viewer", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--json", "as_json", is_flag=True, help="Print the user as one JSON object.")
 def create(email: str, display_name: str, role: str, password_stdin: bool, as_json: bool) -> None:
     """Create a user (the first admin: --role admin)."""
+    from app.auth import users
+
     password = _read_password(password_stdin)
-    user = _run(
-        lambda s: services.create_user(
+    user = in_session(
+        lambda s: users.create_user(
             s, cli_actor(), email=email, display_name=display_name, role=role, password=password
         )
     )
@@ -75,20 +68,24 @@ def create(email: str, display_name: str, role: str, password_stdin: bool, as_js
 @users_cli.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def list_users(as_json: bool) -> None:
-    users = _run(services.list_users)
+    from app.auth import users
+
+    found = in_session(users.list_users)
     if as_json:
-        click.echo(json.dumps([u.as_dict() for u in users]))
+        click.echo(json.dumps([user.as_dict() for user in found]))
         return
-    for u in users:
-        state = "active" if u.is_active else "disabled"
-        click.echo(f"{u.id:>5}  {u.role:8}  {state:8}  {u.email}  ({u.display_name})")
+    for user in found:
+        state = "active" if user.is_active else "disabled"
+        click.echo(f"{user.id:>5}  {user.role:8}  {state:8}  {user.email}  ({user.display_name})")
 
 
 def _set_active(email: str, active: bool) -> None:
-    def action(session):
-        services.update_user(session, cli_actor(), _find(session, email), is_active=active)
+    from app.auth import users
 
-    _run(action)
+    def action(session):
+        users.update_user(session, cli_actor(), _find(session, email), is_active=active)
+
+    in_session(action)
     click.echo(
         f"{email} {'enabled' if active else 'disabled; its sessions ended, API tokens revoked'}"
     )
@@ -118,10 +115,12 @@ def enable(email: str) -> None:
 )
 def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
     """Set a new password, end the user's sessions and revoke their API tokens."""
+    from app.auth import users
+
     password = _read_password(password_stdin)
 
     def action(session):
-        services.set_password(
+        users.set_password(
             session,
             cli_actor(),
             _find(session, email),
@@ -130,7 +129,7 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
             action="user.password_reset",
         )
 
-    _run(action)
+    in_session(action)
     click.echo(f"password of {email} reset; its sessions ended and API tokens revoked")
 
 
@@ -138,9 +137,11 @@ def reset_password(email: str, password_stdin: bool, temporary: bool) -> None:
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(email: str, yes: bool) -> None:
+    from app.auth import users
+
     if not yes:
         click.confirm(f"Delete {email} and end their sessions?", abort=True)
-    _run(lambda s: services.delete_user(s, cli_actor(), _find(s, email)))
+    in_session(lambda s: users.delete_user(s, cli_actor(), _find(s, email)))
     click.echo(f"deleted {email}")
 
 
@@ -150,16 +151,18 @@ def delete(email: str, yes: bool) -> None:
 def end_sessions(email: str | None, everyone: bool) -> None:
     """End one user's sessions and revoke their API tokens, or everyone's (--all), in every
     process at once."""
+    from app.auth import sessions
+
     if bool(email) == everyone:
         raise click.UsageError("give an EMAIL or --all")
     if everyone:
-        ended, revoked = _run(
-            lambda s: services.end_every_session(s, cli_actor(), reason="ended by an admin")
+        ended, revoked = in_session(
+            lambda s: sessions.end_every_session(s, cli_actor(), reason="ended by an admin")
         )
     else:
 
         def action(session):
-            return services.end_user_sessions(
+            return sessions.end_user_sessions(
                 session,
                 cli_actor(),
                 _find(session, email).id,
@@ -167,7 +170,7 @@ def end_sessions(email: str | None, everyone: bool) -> None:
                 revoke_tokens=True,
             )
 
-        ended, revoked = _run(action)
+        ended, revoked = in_session(action)
     click.echo(f"ended {ended} session(s) and revoked {revoked} API token(s)")
 
 
@@ -176,7 +179,9 @@ def end_sessions(email: str | None, everyone: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the tokens as one JSON array.")
 def tokens(email: str, as_json: bool) -> None:
     """List a user's API tokens (never their secrets)."""
-    rows = _run(lambda s: services.list_api_tokens(s, _find(s, email).id))
+    from app.auth import api_tokens
+
+    rows = in_session(lambda s: api_tokens.list_api_tokens(s, _find(s, email).id))
     if as_json:
         click.echo(json.dumps([t.as_dict() for t in rows]))
         return
@@ -200,12 +205,13 @@ def _token_state(token) -> str:
 @click.argument("token_id", type=int)
 def revoke_token(email: str, token_id: int) -> None:
     """Revoke one of a user's API tokens, in every process at once."""
+    from app.auth import api_tokens
 
     def action(session):
-        token = services.find_api_token(session, _find(session, email).id, token_id)
+        token = api_tokens.find_api_token(session, _find(session, email).id, token_id)
         if token is None:
             raise click.ClickException(f"{email} has no API token {token_id}")
-        services.revoke_api_token(session, cli_actor(), token)
+        api_tokens.revoke_api_token(session, cli_actor(), token)
 
-    _run(action)
+    in_session(action)
     click.echo(f"revoked API token {token_id} of {email}")

@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 
 import click
-from flask import current_app
-from flask.cli import AppGroup
 
-from app.auth.cli import cli_actor
-from app.customers import services
-from app.db.session import session_scope
-from app.errors import APIError
-
-customers_cli = AppGroup("customers", help="Manage customers.")
+from app.cli.context import cli_actor, in_session
 
 
-def _run(action):
-    try:
-        with session_scope(current_app.extensions["backoffice"].session_factory) as session:
-            return action(session)
-    except APIError as exc:
-        raise click.ClickException(exc.message) from None
+@click.group("customers", help="Manage customers.")
+def customers_cli() -> None:
+    pass
 
 
 @customers_cli.command("create")
@@ -33,7 +23,9 @@ def _run(action):
 @click.option("--inactive", is_flag=True, help="Create it inactive.")
 @click.option("--json", "as_json", is_flag=True, help="Print the customer as one JSON object.")
 def create(code, name, contact_name, contact_email, contact_phone, inactive, as_json) -> None:
-    customer = _run(
+    from app.customers import services
+
+    customer = in_session(
         lambda s: services.create_customer(
             s,
             cli_actor(),
@@ -56,7 +48,9 @@ def create(code, name, contact_name, contact_email, contact_phone, inactive, as_
 @click.option("--status", type=click.Choice(["active", "inactive"]))
 @click.option("--json", "as_json", is_flag=True)
 def list_customers(status: str | None, as_json: bool) -> None:
-    rows, _total = _run(lambda s: services.list_customers(s, status=status, limit=10_000))
+    from app.customers import services
+
+    rows, _total = in_session(lambda s: services.list_customers(s, status=status, limit=10_000))
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in rows]))
         return

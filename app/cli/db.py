@@ -1,43 +1,36 @@
-"""The `backoffice` command (a Flask CLI group; `flask --app app ...` works as well)."""
+"""`backoffice db ...`: the two migration trees, backups, and moving between single and split
+mode."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup, NoAppException, with_appcontext
-from sqlalchemy.exc import OperationalError
-from werkzeug.serving import run_simple
 
-from app.auth.cli import users_cli
-from app.customers.cli import customers_cli
-from app.db import migrations
-from app.db.schemas import DATA, ENGINE_ROLES, PRIMARY, EngineRole
-from app.demo import demo_command
-from app.errors import ConfigError, DatabaseUnavailable, first_line
-from app.jobs.cli import COMMANDS as job_commands
+from app.cli.context import backoffice
+from app.db.schemas import DATA, PRIMARY, EngineRole
+
+if TYPE_CHECKING:
+    from app.db.engines import Engines
 
 TREE_CHOICE = click.Choice(["primary", "data", "all"])
+ENGINE_CHOICE = click.Choice(["primary", "data"])
 
 
-def _backoffice():
-    return current_app.extensions["backoffice"]
+def _engines() -> Engines:
+    return backoffice().engines
 
 
 def _trees(which: str) -> tuple[EngineRole, ...]:
+    from app.db import migrations
+
     return migrations.parse_trees(which)
-
-
-# -- db ------------------------------------------------------------------------------------
 
 
 @click.group(
     "db",
-    cls=AppGroup,
     help="Migrations of the two trees (primary: config, customer; data: workspace, reference).",
 )
 def db_cli() -> None:
@@ -54,7 +47,9 @@ def db_upgrade(tree: str, revision: str, preflight_only: bool) -> None:
     The checks, for every tree before any runs: the server answers, the database is the one
     recorded for this tree's engine, and which revisions are pending.
     """
-    engines = _backoffice().engines
+    from app.db import migrations
+
+    engines = _engines()
     roles = _trees(tree)
     for role in roles:
         check = migrations.preflight(engines, role)
@@ -69,11 +64,13 @@ def db_upgrade(tree: str, revision: str, preflight_only: bool) -> None:
 
 
 @db_cli.command("downgrade")
-@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.argument("tree", type=ENGINE_CHOICE)
 @click.argument("revision")
 def db_downgrade(tree: EngineRole, revision: str) -> None:
     """Take one tree down to REVISION (`base` removes all of its schemas)."""
-    engines = _backoffice().engines
+    from app.db import migrations
+
+    engines = _engines()
     migrations.downgrade(engines, tree, revision)
     st = migrations.status(engines, [tree])[0]
     click.echo(f"{tree}: at {', '.join(st.current) or 'base'} ({st.state})")
@@ -83,7 +80,9 @@ def db_downgrade(tree: EngineRole, revision: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def db_status(as_json: bool) -> None:
     """Current revision against head, per tree."""
-    statuses = migrations.status(_backoffice().engines)
+    from app.db import migrations
+
+    statuses = migrations.status(_engines())
     if as_json:
         click.echo(json.dumps({st.role: st.as_dict() for st in statuses}))
         return
@@ -99,7 +98,9 @@ def db_status(as_json: bool) -> None:
 @click.argument("tree", type=TREE_CHOICE, default="all")
 def db_check(tree: str) -> None:
     """Exit non-zero when a tree is behind or the models and migrations disagree."""
-    problems = migrations.check(_backoffice().engines, _trees(tree))
+    from app.db import migrations
+
+    problems = migrations.check(_engines(), _trees(tree))
     for role, found in problems.items():
         if found:
             for line in found:
@@ -114,12 +115,14 @@ def db_check(tree: str) -> None:
 @click.argument("tree", type=TREE_CHOICE, default="all")
 def db_repair(tree: str) -> None:
     """Stamp a tree whose schema matches the models but whose version row is missing or wrong."""
+    from app.db import migrations
+
     for role in _trees(tree):
-        click.echo(migrations.repair(_backoffice().engines, role))
+        click.echo(migrations.repair(_engines(), role))
 
 
 @db_cli.command("backup")
-@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.argument("tree", type=ENGINE_CHOICE)
 @click.option(
     "--output",
     required=True,
@@ -130,12 +133,12 @@ def db_backup(tree: EngineRole, output: str) -> None:
     """Back up one engine's schemas, version table and engine record with pg_dump."""
     from app.db import backup
 
-    path = backup.backup(_backoffice().engines, tree, output)
+    path = backup.backup(_engines(), tree, output)
     click.echo(f"{tree}: backed up to {path} ({path.stat().st_size} bytes)")
 
 
 @db_cli.command("restore")
-@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.argument("tree", type=ENGINE_CHOICE)
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--replace",
@@ -146,7 +149,7 @@ def db_restore(tree: EngineRole, source: str, replace: bool) -> None:
     """Restore one engine's backup (refused over existing tables without --replace)."""
     from app.db import backup
 
-    backup.restore(_backoffice().engines, tree, source, replace=replace)
+    backup.restore(_engines(), tree, source, replace=replace)
     click.echo(f"{tree}: restored from {source}")
 
 
@@ -191,8 +194,9 @@ def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
     empty primary database, verify them, and close the old copies to writers."""
     from app.config import parse_database_url
     from app.db import move as layout
+    from app.errors import ConfigError
 
-    engines = _backoffice().engines
+    engines = _engines()
     if engines.split:
         raise ConfigError("db split starts from single mode (SPLIT_DB_MODE=false)")
     target = parse_database_url("--to-primary", to_primary)
@@ -231,8 +235,9 @@ def db_merge(drop_old: bool, as_json: bool) -> None:
     """Move a split deployment to one database: copy `config` and `customer` into the data
     database, verify them, and close the old copies to writers."""
     from app.db import move as layout
+    from app.errors import ConfigError
 
-    engines = _backoffice().engines
+    engines = _engines()
     if not engines.split:
         raise ConfigError("db merge starts from split mode (SPLIT_DB_MODE=true)")
     report = layout.move(
@@ -248,142 +253,11 @@ def db_merge(drop_old: bool, as_json: bool) -> None:
 
 
 @db_cli.command("revision")
-@click.argument("tree", type=click.Choice(["primary", "data"]))
+@click.argument("tree", type=ENGINE_CHOICE)
 @click.option("-m", "--message", required=True)
 @click.option("--autogenerate", is_flag=True, help="Compare the models with the database.")
 def db_revision(tree: EngineRole, message: str, autogenerate: bool) -> None:
     """Write a new revision file in one tree (developers)."""
-    migrations.revision(_backoffice().engines, tree, message, autogenerate=autogenerate)
+    from app.db import migrations
 
-
-# -- serve, doctor ---------------------------------------------------------------------------
-
-
-@click.command("serve")
-@with_appcontext
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Serve the backoffice (development server; production uses gunicorn app.wsgi:app).
-
-    Outside production, both trees are first brought to head.
-    """
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    bo = _backoffice()
-    if not bo.settings.production:
-        migrations.upgrade(bo.engines)
-    for role in ENGINE_ROLES:
-        click.echo(f"{role} database: {bo.engines.masked_url(role)}")
-    _tell_about_first_admin(bo)
-    click.echo(f"serving on http://{host}:{port}/ (health: /health/ready); Ctrl-C stops")
-    # SIGTERM ends the process the way Ctrl-C does, so an embedded server started here stops.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple(host, port, app, threaded=True, use_reloader=False)
-
-
-def _tell_about_first_admin(bo) -> None:
-    from sqlalchemy import func, select
-
-    from app.models.primary.config import User
-
-    with bo.session_factory() as session:
-        if session.scalar(select(func.count()).select_from(User)) == 0:
-            click.echo(
-                "no users yet: create the first admin with\n"
-                "  backoffice users create --role admin --email you@example.com --name 'Your Name'"
-            )
-
-
-@click.command("doctor")
-@with_appcontext
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def doctor(as_json: bool) -> None:
-    """The resolved configuration (secrets masked) and a check of each engine."""
-    from app.health import readiness
-
-    bo = _backoffice()
-    s = bo.settings
-    config: dict[str, Any] = {
-        "APP_ENV": s.env,
-        "SPLIT_DB_MODE": s.split_mode,
-        "primary": bo.engines.masked_url("primary"),
-        "data": bo.engines.masked_url("data"),
-        "embedded": bool(s.primary and s.primary.embedded),
-        "LOG_DB_QUERIES": s.log_db_queries,
-        "pools": {"primary": vars(s.primary_pool), "data": vars(s.data_pool)},
-        "SESSION_CACHE_TTL": s.session_cache_ttl,
-        "SECRET_KEY": "set" if s.secret_key else "generated (instance folder)",
-        "instance_path": current_app.instance_path,
-    }
-    report = readiness(bo.engines)
-    if as_json:
-        click.echo(json.dumps({"config": config, "readiness": report}))
-    else:
-        click.echo("configuration:")
-        for key, value in config.items():
-            click.echo(f"  {key:18} {value}")
-        click.echo(f"mode: {report['mode']}")
-        for role, entry in report["engines"].items():
-            if entry["reachable"]:
-                m = entry["migrations"]
-                click.echo(
-                    f"  {role:8} reachable  {entry['latency_ms']:.1f} ms  migrations "
-                    f"{m['state']} ({', '.join(m['current']) or 'nothing'} / head "
-                    f"{', '.join(m['head'])})"
-                )
-            else:
-                click.echo(f"  {role:8} UNREACHABLE  {entry['url']}: {entry['error']}")
-        if "jobs" in report:
-            jobs = report["jobs"]
-            waited = jobs["oldest_queued_seconds"]
-            click.echo(
-                f"jobs: {jobs['queued']} queued"
-                + (f" (oldest waiting {waited:.0f} s)" if waited is not None else "")
-                + f", {jobs['running']} running"
-            )
-        click.echo(f"status: {report['status']}")
-    if report["status"] != "ready":
-        sys.exit(1)
-
-
-COMMANDS = (db_cli, serve, doctor, users_cli, customers_cli, *job_commands, demo_command)
-
-
-def register_commands(app: Flask) -> None:
-    """For `flask --app app ...`; the `backoffice` group carries the same commands itself."""
-    for cmd in COMMANDS:
-        app.cli.add_command(cmd)
-
-
-# -- entry point -----------------------------------------------------------------------------
-
-
-def _create_cli_app() -> Flask:
-    from app import create_app
-
-    try:
-        return create_app(own_embedded=True)
-    except ConfigError as exc:
-        raise NoAppException(str(exc)) from None  # printed as one line by click
-
-
-cli = FlaskGroup(
-    name="backoffice",
-    create_app=_create_cli_app,
-    add_version_option=False,
-    help="The backoffice: serve it, migrate its two databases, run its jobs.",
-)
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
-def main() -> None:
-    """Console entry point: configuration and connection problems are one line, not a trace."""
-    try:
-        cli.main(prog_name="backoffice")
-    except (ConfigError, DatabaseUnavailable) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    except OperationalError as exc:
-        click.echo(f"Error: database unavailable: {first_line(exc)}", err=True)
-        sys.exit(1)
+    migrations.revision(_engines(), tree, message, autogenerate=autogenerate)

@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
 
-from app.auth import passwords, services
-from app.customers import services as customers
-from app.db.session import session_scope
-from app.errors import APIError
-from app.exports import service as exports
-from app.imports import service as imports
-from app.jobs.worker import run_now
-from app.models.primary.customer import Customer
-from app.transforms import service as transforms
+from app.cli.bulk import COUNTS
+from app.cli.context import backoffice, in_session
 
-ACTOR = services.Actor(None, "cli:demo")
+if TYPE_CHECKING:
+    from app import Backoffice
+    from app.audit import Actor
+    from app.db.session import BackofficeSession
 
 USERS = (
     ("admin", "ada@demo.example", "Ada Admin"),
@@ -104,49 +99,69 @@ FILES = (
 
 
 @click.command("demo")
-@with_appcontext
 def demo_command() -> None:
     """Fill an empty deployment with demo users, customers, imports, transforms and exports."""
-    bo = current_app.extensions["backoffice"]
-    factory = bo.session_factory
-    with session_scope(factory) as session:
-        if session.query(Customer.id).first() is not None:
-            raise click.ClickException(
-                "this deployment already has customers; `backoffice demo` fills an empty one"
-            )
-        for _role, email, _name in USERS:
-            if services.find_user_by_email(session, email) is not None:
-                raise click.ClickException(f"a user {email} exists already")
-    made = _users_and_customers(factory)
+    in_session(_refuse_a_used_deployment)
+    made = in_session(_users_and_customers)
     click.echo("Users (their passwords are shown this once):")
     for role, email, password in made:
         click.echo(f"  {role:<9} {email:<22} {password}")
+    bo = backoffice()
     for file in FILES:
-        click.echo(_load(bo, file))
+        try:
+            click.echo(_load(bo, file))
+        except click.ClickException as exc:
+            raise click.ClickException(f"{file.name}: {exc.message}") from None
     click.echo("Sign in at the server's address (./scripts/serve: http://127.0.0.1:5000/).")
 
 
-def _users_and_customers(factory) -> list[tuple[str, str, str]]:
+def _actor() -> Actor:
+    from app.audit import Actor
+
+    return Actor(None, "cli:demo")
+
+
+def _refuse_a_used_deployment(session: BackofficeSession) -> None:
+    from app.auth import users
+    from app.models.primary.customer import Customer
+
+    if session.query(Customer.id).first() is not None:
+        raise click.ClickException(
+            "this deployment already has customers; `backoffice demo` fills an empty one"
+        )
+    for _role, email, _name in USERS:
+        if users.find_user_by_email(session, email) is not None:
+            raise click.ClickException(f"a user {email} exists already")
+
+
+def _users_and_customers(session: BackofficeSession) -> list[tuple[str, str, str]]:
+    from app.auth import passwords, users
+    from app.customers import services as customers
+
     made = []
-    with session_scope(factory) as session:
-        for role, email, name in USERS:
-            password = passwords.temporary_password()
-            services.create_user(
-                session, ACTOR, email=email, display_name=name, role=role, password=password
-            )
-            made.append((role, email, password))
-        for code, name, contact in CUSTOMERS:
-            customers.create_customer(session, ACTOR, code=code, name=name, contact_email=contact)
+    for role, email, name in USERS:
+        password = passwords.temporary_password()
+        users.create_user(
+            session, _actor(), email=email, display_name=name, role=role, password=password
+        )
+        made.append((role, email, password))
+    for code, name, contact in CUSTOMERS:
+        customers.create_customer(session, _actor(), code=code, name=name, contact_email=contact)
     return made
 
 
-def _load(bo, file: DemoFile) -> str:
+def _load(bo: Backoffice, file: DemoFile) -> str:
     """Import, transform and export one file; one line saying what came of it."""
-    factory = bo.session_factory
-    with session_scope(factory) as session:
+    from app.customers import services as customers
+    from app.exports import service as exports
+    from app.imports import service as imports
+    from app.jobs.worker import run_now
+    from app.transforms import service as transforms
+
+    def stage(session):
         customer = customers.find_by_code(session, file.customer)
         assert customer is not None
-        batch = imports.receive(
+        return imports.receive(
             session,
             bo.references,
             customer_id=customer.id,
@@ -156,33 +171,25 @@ def _load(bo, file: DemoFile) -> str:
             size_limit=bo.settings.max_upload_bytes,
             encoding=file.encoding,
         )
-        import_id, job_id = batch.id, batch.job_id
-    run_now(bo, job_id)
-    try:
-        with session_scope(factory) as session:
-            transform = transforms.create(
-                session,
-                bo.references,
-                import_id=import_id,
-                dataset=file.dataset,
-                created_by=None,
-            )
-            transform_id, job_id = transform.id, transform.job_id
-        run_now(bo, job_id)
-        with session_scope(factory) as session:
-            export = exports.create(
-                session,
-                bo.references,
-                dataset=file.dataset,
-                customer_id=customer.id,
-                created_by=None,
-            )
-            export_job = export.job_id
-        run_now(bo, export_job)
-        with session_scope(factory) as session:
-            counts = transforms.get(session, transform_id).counts or {}
-    except APIError as exc:
-        raise click.ClickException(f"{file.name}: {exc.message}") from None
-    order = ("inserted", "updated", "unchanged", "rejected", "superseded")
-    shown = ", ".join(f"{name} {counts.get(name, 0)}" for name in order)
-    return f"{file.customer:<5} {file.name:<26} import #{import_id}, {file.dataset}: {shown}"
+
+    batch = in_session(stage)
+    run_now(bo, batch.job_id)
+    transform = in_session(
+        lambda session: transforms.create(
+            session, bo.references, import_id=batch.id, dataset=file.dataset, created_by=None
+        )
+    )
+    run_now(bo, transform.job_id)
+    export = in_session(
+        lambda session: exports.create(
+            session,
+            bo.references,
+            dataset=file.dataset,
+            customer_id=batch.customer_id,
+            created_by=None,
+        )
+    )
+    run_now(bo, export.job_id)
+    counts = in_session(lambda session: transforms.get(session, transform.id).counts or {})
+    shown = ", ".join(f"{name} {counts.get(name, 0)}" for name in COUNTS)
+    return f"{file.customer:<5} {file.name:<26} import #{batch.id}, {file.dataset}: {shown}"

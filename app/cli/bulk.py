@@ -1,0 +1,367 @@
+"""`backoffice import | transform | export | imports ...`: bulk work from a shell.
+
+Commands that create something run the job in this process with a progress bar on stderr,
+unless `--async` queues it for the workers. They print what came of it (`--json`: exactly one
+JSON object on stdout) and exit non-zero when the job failed or was cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from app.cli.context import backoffice, in_session
+from app.cli.progress import outcome, start
+
+if TYPE_CHECKING:
+    from app.db.session import BackofficeSession
+    from app.models.data.workspace import ImportBatch
+    from app.models.primary.customer import Customer
+
+
+def _customer(session: BackofficeSession, code: str) -> Customer:
+    from app.customers.services import find_by_code
+
+    customer = find_by_code(session, code)
+    if customer is None:
+        raise click.ClickException(f"no customer with code {code}")
+    return customer
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
+
+
+# The options the three bulk commands share.
+queue_it = click.option("--async", "run_async", is_flag=True, help="Queue it for the workers.")
+one_json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--customer", "customer_code", required=True, help="The customer's code.")
+@click.option("--encoding", help="The file's encoding (default UTF-8).")
+@click.option("--delimiter", help="One of , ; tab | (default: detected from the header).")
+@queue_it
+@one_json
+def import_command(file, customer_code, encoding, delimiter, run_async, as_json) -> None:
+    """Stage a CSV FILE for a customer into the workspace."""
+    from app.imports import service as imports
+
+    bo = backoffice()
+    local_path = os.path.realpath(file)
+
+    def stage(session: BackofficeSession) -> ImportBatch:
+        customer = _customer(session, customer_code)
+        options = dict(
+            customer_id=customer.id,
+            created_by=None,
+            file_name=file,
+            encoding=encoding,
+            delimiter=delimiter,
+            max_attempts=bo.settings.job_max_attempts,
+        )
+        if run_async:  # a worker on another host must be able to read the bytes
+            with open(file, "rb") as handle:
+                batch = imports.receive(
+                    session,
+                    bo.references,
+                    stream=handle,
+                    size_limit=bo.settings.max_upload_bytes,
+                    **options,
+                )
+        else:  # the job runs here and reads the file where it is
+            batch = imports.receive(
+                session, bo.references, stream=None, local_path=local_path, size_limit=0, **options
+            )
+        return batch
+
+    batch = in_session(stage)
+    start(
+        "import",
+        batch,
+        imports.get_import,
+        run_async=run_async,
+        as_json=as_json,
+        label="staging",
+        summarize=_say_import,
+        files=() if run_async else (local_path,),
+        file_name=batch.file_name,
+        size_bytes=batch.size_bytes,
+    )
+
+
+def _say_import(payload: dict[str, Any]) -> list[str]:
+    batch, job = payload["import"], payload["job"]
+    line = outcome("import", batch, job)
+    if line is None:
+        rows = _rows(batch["rows_staged"])
+        return [f"import {batch['id']} staged: {rows} of {batch['file_name']}"]
+    return [line] + (
+        [f"see: backoffice imports errors {batch['id']}"] if job["status"] == "failed" else []
+    )
+
+
+# -- transform -------------------------------------------------------------------------------
+
+
+def _parse_mapping(mappings: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for item in mappings:
+        column, sep, header = item.partition("=")
+        if not sep or not column:
+            raise click.BadParameter(f"{item!r}: use COLUMN=HEADER", param_hint="--map")
+        mapping[column.strip()] = header
+    return mapping
+
+
+@click.command("transform")
+@click.argument("import_id", type=int)
+@click.option("--dataset", required=True, help="products, rates, ...")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=HEADER",
+    help="Take a dataset column from a header of another name (repeatable).",
+)
+@click.option(
+    "--max-rejects",
+    type=click.IntRange(min=0),
+    help="Fail, publishing nothing, above this many rejected rows.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Cast and check the first rows, print what would happen, write nothing.",
+)
+@queue_it
+@one_json
+def transform_command(
+    import_id, dataset, mappings, max_rejects, dry_run, run_async, as_json
+) -> None:
+    """Cast a staged import into a dataset's reference table for its customer."""
+    from app.transforms import service as transforms
+
+    mapping = _parse_mapping(mappings) or None
+    bo = backoffice()
+    if dry_run:
+        if run_async:
+            raise click.BadParameter("a dry run runs here at once", param_hint="--async")
+
+        def preview(session):
+            found = transforms.preview(
+                session,
+                bo.references,
+                import_id=import_id,
+                dataset=dataset,
+                mapping=mapping,
+                max_rejects=max_rejects,
+            )
+            session.rollback()
+            return found
+
+        _print_preview(in_session(preview), as_json)
+        return
+    t = in_session(
+        lambda session: transforms.create(
+            session,
+            bo.references,
+            import_id=import_id,
+            dataset=dataset,
+            mapping=mapping,
+            max_rejects=max_rejects,
+            created_by=None,
+            max_attempts=bo.settings.job_max_attempts,
+        )
+    )
+    start(
+        "transform",
+        t,
+        transforms.get,
+        run_async=run_async,
+        as_json=as_json,
+        label="transforming",
+        summarize=_say_transform,
+        import_id=import_id,
+        dataset=dataset,
+    )
+
+
+COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
+
+
+def _say_transform(payload: dict[str, Any]) -> list[str]:
+    t, job = payload["transform"], payload["job"]
+    line = outcome("transform", t, job)
+    done = f"transform {t['id']} of import {t['import_id']} into {t['dataset']} succeeded"
+    lines = [line or done]
+    if "rejected" in t:  # the counts, once it ran (a refused transform counts its rejects too)
+        lines.append(", ".join(f"{name} {t.get(name, 0):,}" for name in COUNTS))
+        if t["rejected"]:
+            lines.append(f"rejected rows: backoffice imports errors {t['import_id']}")
+    return lines
+
+
+def _print_preview(found, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"preview": found.as_dict()}, default=str))
+        return
+    which = (
+        f"all {found.rows:,} rows"
+        if found.complete
+        else f"the first {found.rows:,} of {found.rows_staged:,} rows"
+    )
+    click.echo(
+        f"preview: {which} of import {found.import_id} as {found.dataset}; nothing was written"
+    )
+    click.echo(", ".join(f"{name} {found.counts[name]:,}" for name in found.counts))
+    if found.over_max_rejects:
+        click.echo(f"more than --max-rejects {found.max_rejects}: the transform would fail")
+    for r in found.rejects:
+        click.echo(f"line {r['line']}, {r['column']}: {r['value']!r}: {r['reason']}")
+    if found.counts["rejected"] > len({r["line"] for r in found.rejects}):
+        click.echo("... the first rejected rows only")
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+@click.command("export")
+@click.argument("dataset")
+@click.option("--customer", "customer_code", required=True, help="The customer's code.")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write (with --async: inside EXPORT_DIR on the worker's host).",
+)
+@click.option("--gzip", "gzipped", is_flag=True, help="Write gzipped CSV.")
+@click.option(
+    "--neutralize-formulas",
+    is_flag=True,
+    help="Prefix text cells starting with = + - @ tab or CR with ' (for spreadsheets).",
+)
+@queue_it
+@one_json
+def export_command(
+    dataset, customer_code, output, gzipped, neutralize_formulas, run_async, as_json
+) -> None:
+    """Write a dataset's rows for a customer as CSV, in key order, with a header row."""
+    from app.exports import service as exports
+
+    bo = backoffice()
+    output = os.path.abspath(output)
+    folder = exports.export_dir(bo.settings, bo.instance_path)
+    if run_async and not _inside(output, folder):
+        raise click.BadParameter(
+            f"with --async a worker writes the file, and workers write only inside EXPORT_DIR "
+            f"({folder}); give a path there, or leave out --async",
+            param_hint="--output",
+        )
+
+    def create(session):
+        customer = _customer(session, customer_code)
+        return exports.create(
+            session,
+            bo.references,
+            dataset=dataset,
+            customer_id=customer.id,
+            format="csv.gz" if gzipped else "csv",
+            created_by=None,
+            output=output,
+            neutralize_formulas=neutralize_formulas,
+            max_attempts=bo.settings.job_max_attempts,
+        )
+
+    e = in_session(create)
+
+    def summarize(payload: dict[str, Any]) -> list[str]:
+        made = payload["export"]
+        line = outcome("export", made, payload["job"])
+        if line is None:
+            return [f"export {made['id']}: {_rows(made['rows'])} written to {output}"]
+        return [line] + ([f"the worker writes {output}"] if not made["finished_at"] else [])
+
+    start(
+        "export",
+        e,
+        exports.get,
+        run_async=run_async,
+        as_json=as_json,
+        label="exporting",
+        summarize=summarize,
+        files=(output,),
+        dataset=dataset,
+        format=e.format,
+        neutralize_formulas=neutralize_formulas,
+        output=output,
+    )
+
+
+def _inside(path: str, folder) -> bool:
+    parent, root = os.path.realpath(os.path.dirname(path)), os.path.realpath(folder)
+    return parent == root or parent.startswith(root + os.sep)
+
+
+# -- imports errors, imports purge -----------------------------------------------------------
+
+
+@click.group("imports", help="Manage staged imports.")
+def imports_cli() -> None:
+    pass
+
+
+@imports_cli.command("errors")
+@click.argument("import_id", type=int)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def imports_errors(import_id: int, limit: int, as_json: bool) -> None:
+    """What is wrong in an import: why it failed, and the rows its transforms rejected."""
+    from app.imports import service as imports
+
+    def read(session):
+        batch = imports.get_import(session, import_id)
+        return imports.import_errors(session, batch, offset=0, limit=limit)
+
+    errors, total = in_session(read)
+    if as_json:
+        click.echo(json.dumps({"errors": errors, "total": total}))
+        return
+    for error in errors:
+        where = f"line {error['line']}" if error.get("line") else "file"
+        column = f", {error['column']}" if error.get("column") else ""
+        value = f" ({error['value']!r})" if error.get("value") is not None else ""
+        click.echo(f"{where}{column}: {error['message']}{value}")
+    if total > len(errors):
+        click.echo(f"... {total - len(errors)} more (--limit)")
+
+
+@imports_cli.command("purge")
+@click.option("--older-than", "age", required=True, help="An age: 30d, 12h, 90m.")
+@click.option("--dry-run", is_flag=True)
+def imports_purge(age: str, dry_run: bool) -> None:
+    """Drop staged rows and stored files of imports older than AGE (their records stay)."""
+    match = re.fullmatch(r"(\d+)([dhm])", age.strip())
+    if not match:
+        raise click.BadParameter("use a number and d, h or m: 30d, 12h, 90m")
+    unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+    before = datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    from app.imports import service as imports
+
+    def purge(session) -> list[int]:
+        purged = imports.purge_older_than(session, before, dry_run=dry_run)
+        return [batch.id for batch in purged]
+
+    ids = in_session(purge)
+    for import_id in ids:
+        click.echo(f"{'would purge' if dry_run else 'purged'} import {import_id}")
+    click.echo(f"{len(ids)} import(s) {'to purge' if dry_run else 'purged'}")
