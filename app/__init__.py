@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,36 +16,13 @@ from typing import TYPE_CHECKING
 # and pay only for what they use. The factories import what they need inside.
 if TYPE_CHECKING:
     from flask import Flask
-    from sqlalchemy.orm import sessionmaker
 
-    from app.auth.session_cache import Principal
     from app.config import Settings
     from app.db.engines import Engines
-    from app.db.notices import Notices, TrustedCache
-    from app.db.session import BackofficeSession
-    from app.metrics import EngineStats
-    from app.references import ReferenceChecker
+
+from app.backoffice import Backoffice
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Backoffice:
-    """What the app holds for its lifetime, at `app.extensions["backoffice"]`."""
-
-    settings: Settings
-    engines: Engines
-    session_factory: sessionmaker[BackofficeSession] = field(repr=False)
-    notices: Notices = field(repr=False)
-    session_cache: TrustedCache[Principal] = field(repr=False)
-    references: ReferenceChecker = field(repr=False)
-    instance_path: str = ""
-    # The web app's per-engine statement counters (/metrics); a CLI process keeps none.
-    engine_stats: EngineStats | None = field(default=None, repr=False)
-
-    def close(self) -> None:
-        self.notices.stop()
-        self.engines.dispose()
 
 
 def create_app(

@@ -20,6 +20,7 @@ from flask_login import current_user
 from sqlalchemy.pool import Pool, QueuePool
 
 from app.auth.access import PUBLIC, allow
+from app.backoffice import current_backoffice
 from app.db import migrations
 from app.db.engines import Engines, ping
 from app.db.schemas import EngineRole
@@ -86,7 +87,7 @@ def ready():
 
 
 def full_report() -> dict[str, Any]:
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     report = readiness(bo.engines)
     report["session_cache"] = bo.session_cache.stats()
     report["reference_cache"] = bo.references.cache.stats()
@@ -96,7 +97,7 @@ def full_report() -> dict[str, Any]:
 def may_see_details() -> bool:
     """Those who may read /metrics: a scraper holding METRICS_TOKEN, or an admin (not while a
     password change is pending). A caller the primary cannot identify now gets the status."""
-    token = current_app.extensions["backoffice"].settings.metrics_token
+    token = current_backoffice().settings.metrics_token
     offered = request.headers.get("Authorization", "")
     if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
         return True

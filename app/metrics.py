@@ -12,10 +12,11 @@ import threading
 import time
 from collections import defaultdict
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from sqlalchemy import Engine, event
 
 from app.auth.access import METRICS, allow
+from app.backoffice import current_backoffice
 from app.jobs import queue
 
 bp = Blueprint("metrics", __name__)
@@ -62,7 +63,7 @@ def engine_labels(engines) -> dict[str, Engine]:
 @bp.get("/metrics")
 @allow(METRICS)
 def metrics():
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:

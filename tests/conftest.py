@@ -391,7 +391,7 @@ def bo(bulk_app: Flask):
 def customer(bo):
     """An active customer of the test's own (committed)."""
     from app.audit import Actor
-    from app.customers import services as customers
+    from app.customers import service as customers
     from app.db.session import session_scope
 
     code = f"C{uuid.uuid4().hex[:10].upper()}"

@@ -173,7 +173,7 @@ def test_a_customer_deactivated_through_one_worker_is_refused_by_every_worker(
     factory, workers, admin
 ):
     from app.audit import Actor
-    from app.customers import services as customers
+    from app.customers import service as customers
     from app.db.session import session_scope
 
     with session_scope(factory) as session:

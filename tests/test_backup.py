@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.audit import Actor
-from app.customers import services as customers
+from app.customers import service as customers
 from app.db import backup as backup_module
 from app.db import migrations
 from app.db.session import session_scope

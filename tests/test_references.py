@@ -5,7 +5,7 @@ import time
 import pytest
 
 from app.audit import Actor
-from app.customers import services as customers
+from app.customers import service as customers
 from app.db.session import session_scope
 from app.errors import APIError
 from tests.conftest import create_user

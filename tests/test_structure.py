@@ -15,13 +15,27 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node but those under `if TYPE_CHECKING:` (imports for type hints only, which
+    never run and so make no cycle)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                pending.extend(child.orelse)
+            else:
+                pending.append(child)
+
+
 def imports_of(path: Path, modules: set[str]) -> set[str]:
-    """The app modules a module imports, at its top or inside functions alike."""
+    """The app modules a module imports when it runs, at its top or inside functions alike."""
     found: set[str] = set()
     package = module_name(path)
     if path.name != "__init__.py":
         package = package.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -7,7 +7,7 @@ import time
 from sqlalchemy import text
 
 from app.audit import Actor
-from app.customers import services as customers
+from app.customers import service as customers
 from app.db.session import session_scope
 from app.imports import service as imports
 from app.jobs import runner

@@ -7,7 +7,7 @@ import pytest
 
 from app import create_app
 from app.audit import Actor
-from app.customers import services as customers
+from app.customers import service as customers
 from app.db import migrations
 from app.db.schemas import DATA, PRIMARY
 from app.db.session import session_scope

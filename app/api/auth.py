@@ -12,6 +12,7 @@ from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip, current_session_token
 from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
 from app.auth.tokens import csrf_token_for
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import APIError
 
@@ -27,7 +28,7 @@ def no_store(response: Response) -> Response:
 
 
 def _settings():
-    return current_app.extensions["backoffice"].settings
+    return current_backoffice().settings
 
 
 def _actor() -> Actor:

@@ -9,7 +9,7 @@ from app.api.body import json_body, query_int
 from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
-from app.customers import services
+from app.customers import service as customers_service
 from app.db.session import db_session
 
 bp = Blueprint("customers", __name__, url_prefix="/api/customers")
@@ -26,7 +26,7 @@ def _actor() -> Actor:
 def list_customers():
     limit = query_int("limit", 100, minimum=1, maximum=1000)
     offset = query_int("offset", 0)
-    rows, total = services.list_customers(
+    rows, total = customers_service.list_customers(
         db_session(),
         status=request.args.get("status") or None,
         search=request.args.get("q") or None,
@@ -41,7 +41,7 @@ def list_customers():
 def create_customer():
     body = json_body(allowed=FIELDS, required={"code", "name"})
     db = db_session()
-    customer = services.create_customer(db, _actor(), **body)
+    customer = customers_service.create_customer(db, _actor(), **body)
     db.commit()
     return jsonify(customer=customer.as_dict()), 201
 
@@ -49,7 +49,7 @@ def create_customer():
 @bp.get("/<int:customer_id>")
 @allow("viewer")
 def get_customer(customer_id: int):
-    return jsonify(customer=services.get_customer(db_session(), customer_id).as_dict())
+    return jsonify(customer=customers_service.get_customer(db_session(), customer_id).as_dict())
 
 
 @bp.patch("/<int:customer_id>")
@@ -57,8 +57,8 @@ def get_customer(customer_id: int):
 def update_customer(customer_id: int):
     body = json_body(allowed=FIELDS)
     db = db_session()
-    customer = services.get_customer(db, customer_id)
-    changes = services.update_customer(db, _actor(), customer, **body)
+    customer = customers_service.get_customer(db, customer_id)
+    changes = customers_service.update_customer(db, _actor(), customer, **body)
     db.commit()
     return jsonify(customer=customer.as_dict(), changed=sorted(changes))
 
@@ -67,6 +67,6 @@ def update_customer(customer_id: int):
 @allow("operator")
 def delete_customer(customer_id: int):
     db = db_session()
-    services.delete_customer(db, _actor(), services.get_customer(db, customer_id))
+    customers_service.delete_customer(db, _actor(), customers_service.get_customer(db, customer_id))
     db.commit()
     return Response(status=204)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, send_file
+from flask import Blueprint, Response, jsonify, send_file
 from flask_login import current_user
 
 from app.api.body import json_body
 from app.api.jobs import audit_bulk_action, queued, with_job
 from app.auth.access import allow
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.exports import service as exports
 
@@ -21,7 +22,7 @@ def create_export():
         allowed={"dataset", "customer_id", "format", "neutralize_formulas"},
         required={"dataset", "customer_id"},
     )
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     db = db_session()
     export = exports.create(
         db,
@@ -52,7 +53,7 @@ def download(export_id: int):
 def send_download(export_id: int) -> Response:
     """The export's file, streamed as an attachment: for this route and the export's page."""
     db = db_session()
-    ready = exports.ready_download(db, current_app.extensions["backoffice"], export_id)
+    ready = exports.ready_download(db, current_backoffice(), export_id)
     export = ready.export
     try:  # recorded before a byte is sent: a download the log does not show never happens
         audit_bulk_action(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask_login import current_user
 
 from app.api.body import query_int
 from app.api.jobs import queued, with_job
 from app.auth.access import allow
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import APIError
 from app.imports import service as imports
@@ -19,7 +20,7 @@ bp = Blueprint("imports", __name__, url_prefix="/api/imports")
 @allow("operator")
 def create_import():
     """Multipart: `file`, `customer_id`, optional `encoding` and `delimiter`. 202: queued."""
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     limit = bo.settings.max_upload_bytes
     slack = 16 * 1024  # the form's other fields and the multipart boundaries
     if request.content_length is not None and request.content_length > limit + slack:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask_login import current_user
 
 from app.api.body import json_body
 from app.api.jobs import queued, with_job
 from app.auth.access import allow
+from app.backoffice import current_backoffice
 from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import APIError
@@ -29,7 +30,7 @@ def create_transform():
         allowed={"import_id", "dataset", "mapping", "max_rejects", "dry_run"},
         required={"import_id", "dataset"},
     )
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     db = db_session()
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):

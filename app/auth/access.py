@@ -20,6 +20,7 @@ from app.audit import Actor
 from app.auth.login import current_session_token
 from app.auth.roles import RANK
 from app.auth.tokens import csrf_matches
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import APIError
 
@@ -64,7 +65,7 @@ def _offered_csrf(view: Callable | None) -> str | None:
     offered = request.headers.get("X-CSRF-Token")
     if offered is None and request.mimetype in FORM_TYPES:
         if getattr(view, "accepts_upload", False):
-            limit = current_app.extensions["backoffice"].settings.max_upload_bytes
+            limit = current_backoffice().settings.max_upload_bytes
             request.max_content_length = limit + UPLOAD_SLACK
         offered = request.form.get("csrf_token")
     return offered
@@ -82,7 +83,7 @@ def enforce() -> None:
     if rule == PUBLIC:
         return
     if rule == METRICS:
-        token = current_app.extensions["backoffice"].settings.metrics_token
+        token = current_backoffice().settings.metrics_token
         offered = request.headers.get("Authorization", "")
         if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
             return

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Flask, Request, current_app, g, request
+from flask import Flask, Request, g, request
 from flask_login import LoginManager
 from sqlalchemy.exc import OperationalError
 
 from app.auth.principals import principal_for_api_token, principal_for_session
 from app.auth.session_cache import Principal
 from app.auth.tokens import SESSION_COOKIE, token_hash
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import DatabaseUnavailable, first_line
 
@@ -36,7 +37,7 @@ def current_session_token() -> str | None:
 
 def load_principal(req: Request) -> Principal | None:
     """The caller, from `Authorization: Bearer` or the session cookie."""
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     cache = bo.session_cache
     bo.notices.ensure_listening()
 

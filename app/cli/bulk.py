@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _customer(session: BackofficeSession, code: str) -> Customer:
-    from app.customers.services import find_by_code
+    from app.customers.service import find_by_code
 
     customer = find_by_code(session, code)
     if customer is None:

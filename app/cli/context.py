@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from app.backoffice import current_backoffice
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -53,9 +55,8 @@ def backoffice() -> Backoffice:
     own = click.get_current_context().find_object(CliContext)
     if own is not None:
         return own.backoffice()
-    from flask import current_app
 
-    return current_app.extensions["backoffice"]
+    return current_backoffice()
 
 
 def flask_app() -> Flask:

@@ -23,10 +23,10 @@ def customers_cli() -> None:
 @click.option("--inactive", is_flag=True, help="Create it inactive.")
 @click.option("--json", "as_json", is_flag=True, help="Print the customer as one JSON object.")
 def create(code, name, contact_name, contact_email, contact_phone, inactive, as_json) -> None:
-    from app.customers import services
+    from app.customers import service as customers_service
 
     customer = in_session(
-        lambda s: services.create_customer(
+        lambda s: customers_service.create_customer(
             s,
             cli_actor(),
             code=code,
@@ -48,9 +48,11 @@ def create(code, name, contact_name, contact_email, contact_phone, inactive, as_
 @click.option("--status", type=click.Choice(["active", "inactive"]))
 @click.option("--json", "as_json", is_flag=True)
 def list_customers(status: str | None, as_json: bool) -> None:
-    from app.customers import services
+    from app.customers import service as customers_service
 
-    rows, _total = in_session(lambda s: services.list_customers(s, status=status, limit=10_000))
+    rows, _total = in_session(
+        lambda s: customers_service.list_customers(s, status=status, limit=10_000)
+    )
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in rows]))
         return

@@ -136,7 +136,7 @@ def _refuse_a_used_deployment(session: BackofficeSession) -> None:
 
 def _users_and_customers(session: BackofficeSession) -> list[tuple[str, str, str]]:
     from app.auth import passwords, users
-    from app.customers import services as customers
+    from app.customers import service as customers
 
     made = []
     for role, email, name in USERS:
@@ -152,7 +152,7 @@ def _users_and_customers(session: BackofficeSession) -> list[tuple[str, str, str
 
 def _load(bo: Backoffice, file: DemoFile) -> str:
     """Import, transform and export one file; one line saying what came of it."""
-    from app.customers import services as customers
+    from app.customers import service as customers
     from app.exports import service as exports
     from app.imports import service as imports
     from app.jobs.worker import run_now

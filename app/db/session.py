@@ -69,7 +69,9 @@ def make_session_factory(
 
 def db_session() -> BackofficeSession:
     """The request's session, made on first use and closed when the app context ends."""
-    from flask import current_app, g  # here: the CLI and the workers import this module too
+    # Flask here: the CLI and the workers import this module too. (`app.backoffice`'s accessor
+    # is above this package, which imports nothing built on it.)
+    from flask import current_app, g
 
     if "db_session" not in g:
         g.db_session = current_app.extensions["backoffice"].session_factory()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import InputRequired, Length
@@ -13,6 +13,7 @@ from app.audit import Actor
 from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip
 from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import APIError
 from app.web.forms import PublicForm
@@ -38,7 +39,7 @@ def login():
         # would sign the victim in as the attacker) is told apart by its Origin header.
         raise APIError("this form was sent from another site", code="csrf_failed", status=403)
     elif form.validate():
-        settings = current_app.extensions["backoffice"].settings
+        settings = current_backoffice().settings
         try:
             user, row, token = sign_in(
                 db_session(),

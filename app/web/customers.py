@@ -10,7 +10,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
-from app.customers import services
+from app.customers import service as customers_service
 from app.db.session import db_session
 from app.errors import APIError
 from app.exports import service as exports
@@ -57,7 +57,7 @@ def customers():
     search = (request.args.get("q") or "").strip() or None
     if status not in (None, *STATUSES):
         status = None
-    rows, total = services.list_customers(
+    rows, total = customers_service.list_customers(
         db_session(), status=status, search=search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
     return render_template(
@@ -80,7 +80,7 @@ def new_customer():
     if form.submitted and form.validate():
         db = db_session()
         try:
-            customer = services.create_customer(db, _actor(), **form.values())
+            customer = customers_service.create_customer(db, _actor(), **form.values())
         except APIError as exc:
             form.refused(exc)
         else:
@@ -93,7 +93,7 @@ def new_customer():
 @bp.get("/customers/<int:customer_id>")
 @allow("viewer")
 def customer(customer_id: int):
-    record = services.get_customer(db_session(), customer_id)
+    record = customers_service.get_customer(db_session(), customer_id)
     return _show(record, EditCustomerForm(obj=record))
 
 
@@ -101,11 +101,11 @@ def customer(customer_id: int):
 @allow("operator")
 def edit_customer(customer_id: int):
     db = db_session()
-    record = services.get_customer(db, customer_id)
+    record = customers_service.get_customer(db, customer_id)
     form = EditCustomerForm()
     if form.validate():
         try:
-            changes = services.update_customer(db, _actor(), record, **form.values())
+            changes = customers_service.update_customer(db, _actor(), record, **form.values())
         except APIError as exc:
             form.refused(exc)
         else:
@@ -134,9 +134,9 @@ def _show(record, form: EditCustomerForm) -> str:
 @allow("operator")
 def customer_status(customer_id: int):
     db = db_session()
-    record = services.get_customer(db, customer_id)
+    record = customers_service.get_customer(db, customer_id)
     status = "inactive" if record.is_active else "active"
-    services.update_customer(db, _actor(), record, status=status)
+    customers_service.update_customer(db, _actor(), record, status=status)
     db.commit()
     flash(f"Customer {record.code} is now {status}.", "success")
     return redirect(url_for("web.customer", customer_id=record.id))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app, render_template
+from flask import render_template
 from flask_login import current_user
 
 from app.auth.access import allow
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.health import readiness
 from app.jobs import queue
@@ -15,7 +16,7 @@ from app.web.pages import bp
 @bp.get("/")
 @allow("viewer")
 def dashboard():
-    bo = current_app.extensions["backoffice"]
+    bo = current_backoffice()
     report = readiness(bo.engines)
     jobs = []
     if report["engines"]["data"]["reachable"]:

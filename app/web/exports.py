@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import BooleanField, SelectField
 from wtforms.validators import InputRequired
@@ -10,7 +10,8 @@ from wtforms.validators import InputRequired
 from app.api.exports import send_download
 from app.api.jobs import commit_created
 from app.auth.access import allow
-from app.customers import services as customers
+from app.backoffice import current_backoffice
+from app.customers import service as customers
 from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import APIError
@@ -56,7 +57,7 @@ def new_export():
     if request.method == "GET" and request.args.get("customer"):
         form.customer.data = request.args["customer"]
     if form.submitted and form.validate():
-        bo = current_app.extensions["backoffice"]
+        bo = current_backoffice()
         try:
             record = exports.create(
                 db,

@@ -20,7 +20,7 @@ from wtforms.validators import ValidationError
 
 from app.auth.login import current_session_token
 from app.auth.tokens import csrf_matches, csrf_token_for
-from app.customers import services as customers
+from app.customers import service as customers
 from app.db.session import BackofficeSession
 from app.errors import APIError
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import FileField, SelectField
 from wtforms.validators import InputRequired, ValidationError
 
 from app.api.jobs import commit_created
 from app.auth.access import allow
-from app.customers import services as customers
+from app.backoffice import current_backoffice
+from app.customers import service as customers
 from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import APIError
@@ -81,7 +82,7 @@ def new_import():
     if request.method == "GET" and request.args.get("customer"):
         form.customer.data = request.args["customer"]
     if form.submitted and form.validate():
-        bo = current_app.extensions["backoffice"]
+        bo = current_backoffice()
         upload = form.file.data
         try:
             batch = imports.receive(
@@ -108,7 +109,7 @@ def new_import():
         "imports/new.html",
         title="New import",
         form=form,
-        max_upload=current_app.extensions["backoffice"].settings.max_upload_bytes,
+        max_upload=current_backoffice().settings.max_upload_bytes,
     ), status
 
 
@@ -158,14 +159,14 @@ def transform_import(import_id: int):
                 return _preview(batch, form)
             record = transforms.create(
                 db,
-                current_app.extensions["backoffice"].references,
+                current_backoffice().references,
                 import_id=batch.id,
                 dataset=dataset.name,
                 mapping=form.mapping(),
                 match_names=False,
                 max_rejects=form.max_rejects.data,
                 created_by=current_user.user_id,
-                max_attempts=current_app.extensions["backoffice"].settings.job_max_attempts,
+                max_attempts=current_backoffice().settings.job_max_attempts,
             )
         except APIError as exc:
             db.rollback()
@@ -186,7 +187,7 @@ def _preview(batch: ImportBatch, form: TransformForm):
     db = db_session()
     found = transforms.preview(
         db,
-        current_app.extensions["backoffice"].references,
+        current_backoffice().references,
         import_id=batch.id,
         dataset=form.dataset.data,
         mapping=form.mapping(),

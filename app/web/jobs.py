@@ -9,7 +9,7 @@ from werkzeug.routing import BuildError
 
 from app.api.jobs import cancel_recorded, job_json
 from app.auth.access import allow
-from app.customers import services as customers
+from app.customers import service as customers
 from app.db.session import db_session
 from app.errors import APIError
 from app.jobs import queue

@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from app.auth.access import PUBLIC, allow
 from app.auth.login import current_session_token
 from app.auth.tokens import csrf_token_for
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import APIError, DatabaseUnavailable
 from app.models.data.workspace import Job
@@ -200,7 +201,7 @@ def error_page(code: str, message: str, status: int) -> Response | None:
             else f"The {engine} database is unavailable. Try again in a moment."
         )
     if status == 413:
-        limit = current_app.extensions["backoffice"].settings.max_upload_bytes
+        limit = current_backoffice().settings.max_upload_bytes
         message = f"The upload is larger than the limit of {human_size(limit)}."
     titles = {
         403: "Not allowed",

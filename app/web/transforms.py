@@ -11,7 +11,7 @@ from wtforms import HiddenField, IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
 from app.auth.access import allow
-from app.customers import services as customers
+from app.customers import service as customers
 from app.datasets import DATASETS
 from app.datasets.base import Dataset
 from app.db.session import db_session

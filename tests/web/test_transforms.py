@@ -10,7 +10,7 @@ import uuid
 from sqlalchemy import text
 
 from app import audit
-from app.customers.services import find_by_code
+from app.customers.service import find_by_code
 from tests.conftest import create_user
 from tests.web.browser import JOB_WAIT, PRODUCTS, create_customer, path_of, upload
 
