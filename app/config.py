@@ -1,4 +1,4 @@
-"""Typed settings read from the environment (SPEC §3).
+"""Typed settings read from the environment.
 
 `Settings.from_env` is a pure function of a mapping, so tests build settings without touching
 `os.environ`. The `.env` file is loaded by the entry points (CLI, wsgi), never at import time.

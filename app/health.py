@@ -1,4 +1,4 @@
-"""Liveness and readiness (SPEC §8): is the process up, and can it serve right now.
+"""Liveness and readiness: is the process up, and can it serve right now.
 
 `/health/ready` is public, for load balancers: anyone gets the status code and
 `{"status": ...}`, from a report this process reuses for `READY_REUSE_SECONDS`, so asking

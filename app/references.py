@@ -1,5 +1,5 @@
 """The cross-engine "foreign key": before a data-engine write names a customer or a user, check
-it exists and is active, from a cache kept honest by change notices (SPEC §6).
+it exists and is active, from a cache kept honest by change notices.
 
 The data engine stores `customer_id` and `created_by` as plain ids; no database constraint can
 reach the primary engine, which may be another server. An unknown id is a clear 422

@@ -1,4 +1,4 @@
-"""Every configuration rule of SPEC §3, read from an environment mapping."""
+"""Every configuration rule of `.env.template`, read from an environment mapping."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Products (SPEC §7): one row per customer and SKU."""
+"""Products: one row per customer and SKU."""
 
 from app.datasets.base import Dataset, Field
 

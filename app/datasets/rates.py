@@ -1,4 +1,4 @@
-"""Shipping rates (SPEC §7): one row per customer, carrier, service, route, weight band and
+"""Shipping rates: one row per customer, carrier, service, route, weight band and
 effective date."""
 
 from app.datasets.base import Dataset, Field, Rule

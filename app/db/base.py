@@ -2,7 +2,7 @@
 
 A model's base decides which engine serves it; its schema must be one that base's engine owns
 (`tests/test_schema_map.py` fails otherwise). No foreign key may cross the two bases: a
-data-engine row refers to a primary-engine row by its plain id, checked in code (SPEC §6).
+data-engine row refers to a primary-engine row by its plain id, checked in code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Engine creation: one Engine in single mode, two in split mode (SPEC §1, §3)."""
+"""Engine creation: one Engine in single mode, two in split mode."""
 
 from __future__ import annotations
 

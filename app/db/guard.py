@@ -1,4 +1,4 @@
-"""A guard against work that spans both engines (on in development and tests, SPEC §6).
+"""A guard against work that spans both engines (on in development and tests).
 
 In single mode the two engines are one database, so a transaction that writes to both, or a
 query that joins tables of both, works there and breaks in split mode. The guard makes it fail

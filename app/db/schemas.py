@@ -1,4 +1,4 @@
-"""The schema-to-engine map: the one place that says which engine serves which schema (SPEC §2).
+"""The schema-to-engine map: the one place that says which engine serves which schema.
 
 Everything else reads it: the declarative bases, the two Alembic trees (which schemas each one
 owns), health checks, test fixtures and the layout tools. Adding a schema is one line here.

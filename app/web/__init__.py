@@ -1,4 +1,4 @@
-"""The web backoffice (SPEC §11): pages for staff, rendered on the server.
+"""The web backoffice: pages for staff, rendered on the server.
 
 The pages are one more caller of the services, beside the JSON API and the CLI, with the same
 sessions, roles and CSRF rule (`app/auth/access.py`). `pages.py` holds what they share; each
