@@ -152,24 +152,20 @@ def create_token():
         required={"name", "current_password"},
     )
     db = db_session()
-    user = users.get_user(db, current_user.user_id)
     try:
-        users.confirm_password(
-            db, _actor(), user, string_field(body, "current_password"), action="token.create"
+        token, raw = users.create_own_api_token(
+            db,
+            _actor(),
+            current_user,
+            password=string_field(body, "current_password"),
+            name=body["name"],
+            role=body.get("role"),
+            expires_in_days=body.get("expires_in_days"),
         )
     except APIError as exc:
         if exc.code == "invalid_credentials":
             db.commit()  # the refusal is audited
         raise
-    token, raw = api_tokens.create_api_token(
-        db,
-        _actor(),
-        user,
-        name=body["name"],
-        role=body.get("role"),
-        expires_in_days=body.get("expires_in_days"),
-        caller=current_user,
-    )
     db.commit()
     return jsonify(token=token.as_dict(), secret=raw), 201
 
@@ -178,9 +174,6 @@ def create_token():
 @allow("viewer", session_only=True)
 def revoke_token(token_id: int):
     db = db_session()
-    token = api_tokens.find_api_token(db, current_user.user_id, token_id)
-    if token is None:
-        raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
-    api_tokens.revoke_api_token(db, _actor(), token)
+    api_tokens.revoke_own_api_token(db, _actor(), current_user.user_id, token_id)
     db.commit()
     return Response(status=204)

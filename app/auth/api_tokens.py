@@ -104,6 +104,17 @@ def find_api_token(session: BackofficeSession, user_id: int, token_id: int) -> A
     return token if token is not None and token.user_id == user_id else None
 
 
+def revoke_own_api_token(
+    session: BackofficeSession, actor: Actor, user_id: int, token_id: int
+) -> ApiToken:
+    """Revoke one of the user's tokens; a token of someone else is as unknown as none."""
+    token = find_api_token(session, user_id, token_id)
+    if token is None:
+        raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
+    revoke_api_token(session, actor, token)
+    return token
+
+
 def revoke_api_token(session: BackofficeSession, actor: Actor, token: ApiToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = func.now()

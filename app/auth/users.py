@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.audit import Actor
-from app.auth import passwords
+from app.auth import api_tokens, passwords
 from app.auth.roles import check_role
 from app.auth.session_cache import Principal
 from app.auth.sessions import end_sessions, end_user_access
@@ -17,7 +17,7 @@ from app.db.notices import notify
 from app.db.session import BackofficeSession
 from app.email_address import normalize_email
 from app.errors import APIError
-from app.models.primary.config import User
+from app.models.primary.config import ApiToken, User
 
 
 def find_user_by_email(session: BackofficeSession, email: str) -> User | None:
@@ -204,4 +204,30 @@ def change_own_password(
         must_change=False,
         keep_session_id=principal.session_id,
         action="user.password_change",
+    )
+
+
+def create_own_api_token(
+    session: BackofficeSession,
+    actor: Actor,
+    principal: Principal,
+    *,
+    password: str,
+    name: object,
+    role: object = None,
+    expires_in_days: object = None,
+) -> tuple[ApiToken, str]:
+    """A token for the caller, who gives the password again: a borrowed session alone cannot
+    mint a credential that outlives it. A wrong password is audited (the caller commits that
+    row before passing the refusal on)."""
+    user = get_user(session, principal.user_id)
+    confirm_password(session, actor, user, password, action="token.create")
+    return api_tokens.create_api_token(
+        session,
+        actor,
+        user,
+        name=name,
+        role=role,
+        expires_in_days=expires_in_days,
+        caller=principal,
     )

@@ -103,19 +103,15 @@ def create_token():
     form = TokenForm()
     if form.validate():
         db = db_session()
-        user = users.get_user(db, current_user.user_id)
         try:
-            users.confirm_password(
-                db, _actor(), user, form.current_password.data, action="token.create"
-            )
-            token, raw = api_tokens.create_api_token(
+            token, raw = users.create_own_api_token(
                 db,
                 _actor(),
-                user,
+                current_user,
+                password=form.current_password.data,
                 name=form.name.data,
                 role=form.role.data,
                 expires_in_days=form.expires_in_days.data,
-                caller=current_user,
             )
         except APIError as exc:
             if exc.code == "invalid_credentials":
@@ -138,10 +134,7 @@ def create_token():
 @allow("viewer")
 def revoke_token(token_id: int):
     db = db_session()
-    token = api_tokens.find_api_token(db, current_user.user_id, token_id)
-    if token is None:
-        raise APIError(f"you have no API token {token_id}", code="not_found", status=404)
-    api_tokens.revoke_api_token(db, _actor(), token)
+    token = api_tokens.revoke_own_api_token(db, _actor(), current_user.user_id, token_id)
     db.commit()
     flash(f"API token {token.name} revoked.", "success")
     return redirect(url_for("web.account"))
