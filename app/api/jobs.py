@@ -52,12 +52,12 @@ def with_job(db, name: str, record) -> dict[str, Any]:
 
 # What the audit row of each created bulk action says of it, besides its customer and job.
 CREATED_DETAILS = {
-    "import": lambda b: {"file_name": b.file_name, "size_bytes": b.size_bytes},
-    "transform": lambda t: {"import_id": t.import_id, "dataset": t.dataset},
-    "export": lambda x: {
-        "dataset": x.dataset,
-        "format": x.format,
-        "neutralize_formulas": x.neutralize_formulas,
+    "import": lambda batch: {"file_name": batch.file_name, "size_bytes": batch.size_bytes},
+    "transform": lambda transform: {"import_id": transform.import_id, "dataset": transform.dataset},
+    "export": lambda export: {
+        "dataset": export.dataset,
+        "format": export.format,
+        "neutralize_formulas": export.neutralize_formulas,
     },
 }
 

@@ -171,7 +171,7 @@ def transform_command(
 
         _print_preview(in_session(preview), as_json)
         return
-    t = in_session(
+    transform = in_session(
         lambda session: transforms.create(
             session,
             bo.references,
@@ -185,7 +185,7 @@ def transform_command(
     )
     start(
         "transform",
-        t,
+        transform,
         transforms.get,
         run_async=run_async,
         as_json=as_json,
@@ -200,14 +200,14 @@ COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 
 
 def _say_transform(payload: dict[str, Any]) -> list[str]:
-    t, job = payload["transform"], payload["job"]
-    line = outcome("transform", t, job)
-    done = f"transform {t['id']} of import {t['import_id']} into {t['dataset']} succeeded"
+    made, job = payload["transform"], payload["job"]
+    line = outcome("transform", made, job)
+    done = f"transform {made['id']} of import {made['import_id']} into {made['dataset']} succeeded"
     lines = [line or done]
-    if "rejected" in t:  # the counts, once it ran (a refused transform counts its rejects too)
-        lines.append(", ".join(f"{name} {t.get(name, 0):,}" for name in COUNTS))
-        if t["rejected"]:
-            lines.append(f"rejected rows: backoffice imports errors {t['import_id']}")
+    if "rejected" in made:  # the counts, once it ran (a refused transform counts its rejects too)
+        lines.append(", ".join(f"{name} {made.get(name, 0):,}" for name in COUNTS))
+        if made["rejected"]:
+            lines.append(f"rejected rows: backoffice imports errors {made['import_id']}")
     return lines
 
 
@@ -282,7 +282,7 @@ def export_command(
             max_attempts=bo.settings.job_max_attempts,
         )
 
-    e = in_session(create)
+    export = in_session(create)
 
     def summarize(payload: dict[str, Any]) -> list[str]:
         made = payload["export"]
@@ -293,7 +293,7 @@ def export_command(
 
     start(
         "export",
-        e,
+        export,
         exports.get,
         run_async=run_async,
         as_json=as_json,
@@ -301,7 +301,7 @@ def export_command(
         summarize=summarize,
         files=(output,),
         dataset=dataset,
-        format=e.format,
+        format=export.format,
         neutralize_formulas=neutralize_formulas,
         output=output,
     )

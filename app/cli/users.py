@@ -183,12 +183,12 @@ def tokens(email: str, as_json: bool) -> None:
 
     rows = in_session(lambda s: api_tokens.list_api_tokens(s, _find(s, email).id))
     if as_json:
-        click.echo(json.dumps([t.as_dict() for t in rows]))
+        click.echo(json.dumps([token.as_dict() for token in rows]))
         return
-    for t in rows:
+    for token in rows:
         click.echo(
-            f"{t.id:>5}  {t.role:8}  {_token_state(t):8}  {t.name}"
-            f"  (expires {t.expires_at.isoformat() if t.expires_at else 'never'})"
+            f"{token.id:>5}  {token.role:8}  {_token_state(token):8}  {token.name}"
+            f"  (expires {token.expires_at.isoformat() if token.expires_at else 'never'})"
         )
 
 
