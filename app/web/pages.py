@@ -33,6 +33,7 @@ from app.auth.tokens import csrf_token_for
 from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import APIError, DatabaseUnavailable
+from app.jobs.kinds import ENDED
 from app.models.data.workspace import Job
 from app.web.forms import sentence
 
@@ -120,9 +121,6 @@ def while_data_engine_up(read: Callable[[], T]) -> T | None:
     except (OperationalError, DatabaseUnavailable):
         db_session().rollback()
         return None
-
-
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 def job_fragment(job: Job | None) -> Response:
