@@ -1,6 +1,8 @@
 """The pages' rules seen from a plain HTTP client: sizes, credentials, fragments."""
 
+import html
 import io
+from html.parser import HTMLParser
 
 from app import create_app
 from tests.conftest import PASSWORD, create_user
@@ -59,3 +61,46 @@ def test_a_fragment_polled_after_the_session_ended_sends_the_page_to_sign_in(cli
     assert answer.headers["HX-Redirect"] == "/login?next=/imports/1"
     page = client.get("/imports/1")
     assert page.status_code == 302 and page.headers["Location"] == "/login?next=/imports/1"
+
+
+class _Attributes(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.names += [name for name, _ in attrs]
+
+
+def test_text_someone_typed_never_becomes_attributes_on_the_audit_page(client, make_user, db):
+    """An operator's customer name lands in the audit log's details; shown to an admin, it must
+    stay text, not attributes htmx would act on with the admin's CSRF token."""
+    from app.audit import Actor
+    from app.customers import service as customers
+
+    planted = "z hx-post=/users/1/status hx-trigger=load hx-include=[name=csrf_token] y"
+    customer = customers.create_customer(db, Actor(None, "tests"), code="PLANT", name="Plant")
+    customers.update_customer(db, Actor(None, "tests"), customer, name=planted)
+    db.commit()
+    admin = make_user("admin")
+    client.post("/login", data={"email": admin.email, "password": PASSWORD})
+    page = client.get("/audit?action=customer.update").get_data(as_text=True)
+    assert "hx-post=/users/1/status" in html.unescape(page)  # shown, as text
+    parser = _Attributes()
+    parser.feed(page)
+    assert [name for name in parser.names if name.startswith("hx-")] == []
+
+
+def test_a_form_over_the_size_limit_names_the_forms_limit_not_the_uploads(client):
+    answer = client.post("/login", data={"email": "x" * 2_000_000, "password": "y"})
+    assert answer.status_code == 413
+    text = answer.get_data(as_text=True)
+    assert "The form is larger than the limit of" in text and "upload" not in text
+
+
+def test_pages_and_downloads_are_not_kept_by_caches_but_static_files_are(client, make_user):
+    viewer = make_user("viewer")
+    client.post("/login", data={"email": viewer.email, "password": PASSWORD})
+    assert client.get("/customers").headers["Cache-Control"] == "no-store"
+    assert client.get("/datasets/products/template.csv").headers["Cache-Control"] == "no-store"
+    assert "no-store" not in client.get("/static/style.css").headers.get("Cache-Control", "")

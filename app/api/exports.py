@@ -71,4 +71,5 @@ def send_download(export_id: int) -> Response:
         ready.handle, mimetype=ready.mimetype, as_attachment=True, download_name=ready.name
     )
     response.content_length = ready.size
+    response.headers["Cache-Control"] = "private, no-store"  # a customer's data
     return response

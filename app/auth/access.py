@@ -94,7 +94,11 @@ def enforce() -> None:
     if request.method in UNSAFE_METHODS and principal.via == "session":
         token = current_session_token()
         if token is None or not csrf_matches(current_app.secret_key, token, _offered_csrf(view)):
-            raise APIError("missing or wrong X-CSRF-Token header", code="csrf_failed", status=403)
+            raise APIError(
+                "missing or wrong CSRF token (the X-CSRF-Token header, or a form's csrf_token)",
+                code="csrf_failed",
+                status=403,
+            )
     if principal.must_change_password and not getattr(view, "allowed_during_password_change", 0):
         raise APIError(
             "change your password first (POST /api/auth/password)",

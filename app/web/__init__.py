@@ -7,6 +7,7 @@ area has a module of views, and its templates under `templates/`.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from flask import Flask, current_app
@@ -50,6 +51,7 @@ def register_web(app: Flask) -> None:
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["size"] = human_size
     app.jinja_env.filters["delimiter_name"] = delimiter_name
+    app.jinja_env.filters["as_text"] = as_text
     app.jinja_env.globals["url_endpoints"] = _Endpoints()
     app.jinja_env.globals["csrf_token_for_page"] = csrf_token_for_page
     app.jinja_env.globals["job_rate"] = job_rate
@@ -59,6 +61,13 @@ def register_web(app: Flask) -> None:
 def when(moment: datetime | None) -> str:
     """A timestamp as staff read it: UTC, to the minute."""
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def as_text(value: object) -> str:
+    """JSON as plain text, which the template escapes like any text. (Jinja's `tojson` marks its
+    output safe for a <script>, and leaves `"` as it is: inside an attribute, someone's text
+    would close it and add attributes of its own.)"""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def delimiter_name(delimiter: str | None) -> str:

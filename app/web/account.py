@@ -78,7 +78,7 @@ def change_password():
                 "Password changed. Your other sessions and your API tokens have ended.", "success"
             )
             return redirect(url_for("web.account"))
-    return _show(form, TokenForm()), 422
+    return _show(form, TokenForm())
 
 
 @bp.post("/account/sessions/<int:session_id>/end")
@@ -127,7 +127,7 @@ def create_token():
                 "not shown again, and it ends when you revoke it or your password changes.",
                 url_for("web.account"),
             )
-    return _show(PasswordForm(), form), 422
+    return _show(PasswordForm(), form)
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")

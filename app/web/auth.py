@@ -58,7 +58,7 @@ def login():
                 )
             else:
                 form.form_errors.append("Wrong email or password.")
-            return render_template("login.html", form=form, title="Sign in"), exc.status
+            return render_template("login.html", form=form, title="Sign in")
         target = url_for("web.account") if user.must_change_password else safe_next(form.next.data)
         response = redirect(target)
         set_session_cookie(response, settings, token, row.expires_at)

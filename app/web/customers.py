@@ -112,7 +112,7 @@ def edit_customer(customer_id: int):
             db.commit()
             flash(f"Customer {record.code} saved." if changes else "Nothing changed.", "success")
             return redirect(url_for("web.customer", customer_id=record.id))
-    return _show(record, form), 422
+    return _show(record, form)
 
 
 def _show(record, form: EditCustomerForm) -> str:

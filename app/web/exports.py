@@ -77,8 +77,7 @@ def new_export():
             customer = customers.get_customer(db, record.customer_id)
             flash(f"Export #{record.id} of {record.dataset} for {customer.code} queued.", "success")
             return redirect(url_for("web.export_page", export_id=record.id))
-    status = 422 if form.submitted else 200
-    return render_template("exports/new.html", title="New export", form=form), status
+    return render_template("exports/new.html", title="New export", form=form)
 
 
 @bp.get("/exports/<int:export_id>")

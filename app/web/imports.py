@@ -104,13 +104,12 @@ def new_import():
             commit_created(db, "import", batch)
             flash(f"{batch.file_name} uploaded: staging has started.", "success")
             return redirect(url_for("web.import_page", import_id=batch.id))
-    status = 422 if form.submitted else 200
     return render_template(
         "imports/new.html",
         title="New import",
         form=form,
         max_upload=current_backoffice().settings.max_upload_bytes,
-    ), status
+    )
 
 
 @bp.get("/imports/<int:import_id>")
@@ -121,7 +120,7 @@ def import_page(import_id: int):
     return render_import_page(db, batch, **transform_section(batch))
 
 
-def render_import_page(db, batch, status: int = 200, **transform_parts):
+def render_import_page(db, batch, **transform_parts):
     """The import's page; `transform_parts`: its transform form, preview and transforms."""
     job = queue.get_job(db, batch.job_id) if batch.job_id else None
     page = page_number()
@@ -139,7 +138,7 @@ def render_import_page(db, batch, status: int = 200, **transform_parts):
         pages=max(1, -(-(batch.rows_staged or 0) // PAGE_SIZE)),
         poll_url=url_for("web.import_progress", import_id=batch.id),
         **transform_parts,
-    ), status
+    )
 
 
 @bp.post("/imports/<int:import_id>/transform")
@@ -178,7 +177,7 @@ def transform_import(import_id: int):
                 "success",
             )
             return redirect(url_for("web.transform_page", transform_id=record.id))
-    return render_import_page(db, batch, status=422, **transform_section(batch, form))
+    return render_import_page(db, batch, **transform_section(batch, form))
 
 
 def _preview(batch: ImportBatch, form: TransformForm):

@@ -75,9 +75,10 @@ def is_page_request() -> bool:
 def security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if is_page_request() and response.mimetype == "text/html":
-        # Pages show who is signed in and carry CSRF tokens: never kept by a shared cache.
-        response.headers.setdefault("Cache-Control", "no-store")
+    if is_page_request() and not request.path.startswith("/static/"):
+        # Pages show who is signed in and carry CSRF tokens, downloads carry customers' data:
+        # never kept by a cache, the browser's own included.
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -199,8 +200,12 @@ def error_page(code: str, message: str, status: int) -> Response | None:
             else f"The {engine} database is unavailable. Try again in a moment."
         )
     if status == 413:
-        limit = current_backoffice().settings.max_upload_bytes
-        message = f"The upload is larger than the limit of {human_size(limit)}."
+        message = _too_large()
+    if code == "csrf_failed":
+        message = (
+            "This form has expired, or was not sent from this site: go back, reload the page "
+            "and send it again."
+        )
     titles = {
         403: "Not allowed",
         404: "Not found",
@@ -217,6 +222,16 @@ def error_page(code: str, message: str, status: int) -> Response | None:
         code=code,
     )
     return Response(body, status=status, mimetype="text/html")
+
+
+def _too_large() -> str:
+    """Which limit a 413 met: the upload's on a form that carries a file, else the form's."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.mimetype == "multipart/form-data" and getattr(view, "accepts_upload", False):
+        limit = current_backoffice().settings.max_upload_bytes
+        return f"The upload is larger than the limit of {human_size(limit)}."
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return f"The form is larger than the limit of {human_size(limit)}."
 
 
 def human_size(count: float) -> str:

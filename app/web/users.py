@@ -85,8 +85,7 @@ def new_user():
                 )
             flash(f"User {user.email} created.", "success")
             return redirect(url_for("web.user_page", user_id=user.id))
-    status = 422 if form.submitted else 200
-    return render_template("users/new.html", title="New user", form=form), status
+    return render_template("users/new.html", title="New user", form=form)
 
 
 @bp.get("/users/<int:user_id>")
@@ -114,7 +113,7 @@ def edit_user(user_id: int):
             db.commit()
             flash(f"User {user.email} saved." if changes else "Nothing changed.", "success")
             return redirect(url_for("web.user_page", user_id=user.id))
-    return _show(users.get_user(db, user_id), form), 422
+    return _show(users.get_user(db, user_id), form)
 
 
 @bp.post("/users/<int:user_id>/status")

@@ -51,6 +51,7 @@ def test_wrong_password_and_unknown_email_read_the_same(visit, factory):
         messages.append(v.page.get_by_role("alert").inner_text())
         assert v.page.get_by_label("Email").input_value() == email  # kept for a retry
     assert messages == ["Wrong email or password."] * 2
+    assert v.console_errors == []  # a refused form is a page that loaded, not an error
 
 
 def test_operator_creates_and_edits_a_customer(visit, factory, shots):
