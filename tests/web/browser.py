@@ -127,3 +127,14 @@ def upload(v: Visit, tmp_path, code: str, content: str, name: str = "products.cs
     v.page.get_by_label("File").set_input_files(str(path))
     v.page.get_by_role("button", name="Upload").click()
     assert re.fullmatch(r"/imports/\d+", path_of(v.page))
+
+
+def wait_for_outcome(v: Visit, locator, *, live: float = 30_000) -> None:
+    """Wait for what a job's end shows on the page that follows it. Tests of the live follow
+    itself wait on the page alone; the others, which test what the end shows, reload once if
+    it has not come in `live` ms, as a person would."""
+    try:
+        locator.wait_for(timeout=live)
+    except Exception:  # Playwright's TimeoutError
+        v.page.reload()
+        locator.wait_for(timeout=JOB_WAIT)

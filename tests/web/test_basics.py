@@ -8,7 +8,14 @@ import re
 import uuid
 
 from tests.conftest import PASSWORD, create_user
-from tests.web.browser import JOB_WAIT, PRODUCTS, create_customer, path_of, upload
+from tests.web.browser import (
+    JOB_WAIT,
+    PRODUCTS,
+    create_customer,
+    path_of,
+    upload,
+    wait_for_outcome,
+)
 
 
 def test_anonymous_page_sends_to_sign_in_and_back(visit, factory):
@@ -256,7 +263,7 @@ def test_a_broken_file_shows_its_line_and_column(visit, factory, worker, tmp_pat
     create_customer(v, code)
     upload(v, tmp_path, code, 'sku,name\nA,"open quote\nB,fine\n', name="broken.csv")
     alert = v.page.get_by_role("alert")
-    alert.wait_for(timeout=JOB_WAIT)
+    wait_for_outcome(v, alert)
     assert alert.inner_text().startswith("Line 2")
     assert v.page.locator(".heading .status").inner_text() == "failed"
 

@@ -24,7 +24,7 @@ from app.exports import service as exports
 from app.jobs import queue
 from app.transforms import service as transforms
 from tests.conftest import create_user
-from tests.web.browser import JOB_WAIT, Visit, create_customer, path_of, upload
+from tests.web.browser import JOB_WAIT, Visit, create_customer, path_of, upload, wait_for_outcome
 
 # A spreadsheet would run B-2's name as a formula.
 PRODUCTS = "sku,name,unit_price,currency\nA-1,Anvil,10.50,EUR\nB-2,=SUM(1),0.20,EUR\n"
@@ -69,7 +69,7 @@ def customer_with_products(v: Visit, bo, tmp_path, prefix: str) -> tuple[str, in
     customer_id = int(path_of(v.page).rsplit("/", 1)[1])
     upload(v, tmp_path, code, PRODUCTS)
     import_id = int(path_of(v.page).rsplit("/", 1)[1])
-    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=JOB_WAIT)
+    wait_for_outcome(v, v.page.get_by_role("heading", name="Staged rows"))
     with session_scope(bo.session_factory) as session:
         t = transforms.create(
             session, bo.references, import_id=import_id, dataset="products", created_by=None

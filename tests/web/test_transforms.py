@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app import audit
 from app.customers.service import find_by_code
 from tests.conftest import create_user
-from tests.web.browser import JOB_WAIT, PRODUCTS, create_customer, path_of, upload
+from tests.web.browser import JOB_WAIT, PRODUCTS, create_customer, path_of, upload, wait_for_outcome
 
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 # PRODUCTS against an empty catalogue: A-1 (its second row wins) and B-2 are new; line 4's
@@ -57,7 +57,7 @@ def stored_products(factory, code: str) -> int:
 def staged_import(v, tmp_path, code: str) -> int:
     create_customer(v, code)
     upload(v, tmp_path, code, PRODUCTS)
-    v.page.get_by_role("heading", name="Staged rows").wait_for(timeout=JOB_WAIT)
+    wait_for_outcome(v, v.page.get_by_role("heading", name="Staged rows"))
     return int(path_of(v.page).rsplit("/", 1)[1])
 
 
@@ -273,7 +273,7 @@ def test_transform_pages_at_400_pixels(visit, factory, worker, tmp_path, shots):
     v.page.screenshot(path=shots / "import-transform-form-400.png", full_page=True)
     assert v.page.evaluate("document.documentElement.scrollWidth") <= 400
     v.page.get_by_role("button", name="Transform").click()
-    v.page.locator("section[aria-labelledby=rejects]").wait_for(timeout=JOB_WAIT)
+    wait_for_outcome(v, v.page.locator("section[aria-labelledby=rejects]"))
     v.page.screenshot(path=shots / "transform-400.png", full_page=True)
     assert v.page.evaluate("document.documentElement.scrollWidth") <= 400
     v.page.goto("/datasets")
