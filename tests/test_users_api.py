@@ -342,10 +342,15 @@ def test_two_admins_removing_each_other_at_once_leave_one_admin(committed_app, c
     for thread in threads:
         thread.join(30)
 
+    # One wins. The other is refused as the last admin, or, when the winner's change (which
+    # ends the loser's sessions) commits while the loser's request is still being
+    # authenticated, finds its session ended: either way nothing of it happens.
     statuses = sorted(reply.status_code for reply in replies.values())
-    assert statuses in ([200, 409], [204, 409]), [reply.json for reply in replies.values()]
-    refused = next(reply for reply in replies.values() if reply.status_code == 409)
-    assert refused.json["error"]["code"] == "last_admin"
+    assert statuses in ([200, 401], [200, 409], [204, 401], [204, 409]), [
+        reply.json for reply in replies.values()
+    ]
+    refused = next(reply for reply in replies.values() if reply.status_code in (401, 409))
+    assert refused.json["error"]["code"] in ("last_admin", "unauthenticated")
     with session_scope(factory) as session:
         admins = session.scalars(select(User.id).where(User.role == "admin", User.is_active)).all()
     assert len(admins) == 1 and admins[0] in clients
