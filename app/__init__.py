@@ -36,7 +36,7 @@ def create_app(
     from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app.api.body import BackofficeRequest, StrictJSONProvider, refuse_hostile_input
+    from app.api.hostile_input import BackofficeRequest, StrictJSONProvider, refuse_hostile_input
     from app.auth.access import enforce
     from app.auth.login import init_login
     from app.db.session import close_db_session

@@ -28,8 +28,10 @@ class DatabaseUnavailable(Exception):
         super().__init__(f"the {engine} database ({masked_url}) is unreachable: {reason}")
 
 
-class APIError(Exception):
-    """An error an API caller should see: a stable code, a message and an HTTP status."""
+class Refused(Exception):
+    """What the services refuse, and why: a stable code, a one-line message and the HTTP status
+    it maps to. The HTTP layer answers it as JSON or a page (`register_error_handlers`), the CLI
+    prints it as one line (`app/cli/context.py`): each translates it once."""
 
     status = 400
     code = "bad_request"
@@ -43,9 +45,16 @@ class APIError(Exception):
             self.status = status
         self.headers: dict[str, str] = {}
 
-    def with_header(self, name: str, value: str) -> APIError:
+    def with_header(self, name: str, value: str) -> Refused:
         self.headers[name] = value
         return self
+
+
+class NotFound(Refused):
+    """No such record (or one the caller may not know of)."""
+
+    status = 404
+    code = "not_found"
 
 
 def error_response(code: str, message: str, status: int):
@@ -81,8 +90,8 @@ def describe_database_error(exc: DBAPIError) -> str:
 def register_error_handlers(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
-    @app.errorhandler(APIError)
-    def api_error(exc: APIError):
+    @app.errorhandler(Refused)
+    def refused(exc: Refused):
         response = error_response(exc.code, exc.message, exc.status)
         response.headers.update(exc.headers)
         return response

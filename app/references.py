@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession
-from app.errors import APIError
+from app.errors import Refused
 
 LOOKUPS = {
     "customer": "SELECT code, status = 'active' FROM customer.customers WHERE id = :id",
@@ -59,27 +59,21 @@ class ReferenceChecker:
             self.cache.put(key, reference, generation)
         return reference
 
-    def require(self, session: BackofficeSession, kind: str, ident: object) -> Reference:
+    def require(self, session: BackofficeSession, kind: str, ident: int) -> Reference:
         """The reference, or a 422 saying it is unknown or inactive."""
-        if not isinstance(ident, int) or isinstance(ident, bool):
-            raise APIError(
-                f"{kind}_id must be a whole number", code=f"invalid_{kind}_id", status=422
-            )
         reference = self.lookup(session, kind, ident)
         if not reference.exists:
-            raise APIError(
-                f"there is no {kind} with id {ident}", code=f"unknown_{kind}", status=422
-            )
+            raise Refused(f"there is no {kind} with id {ident}", code=f"unknown_{kind}", status=422)
         if not reference.active:
-            raise APIError(
+            raise Refused(
                 f"{kind} {reference.label} ({ident}) is inactive",
                 code=f"inactive_{kind}",
                 status=422,
             )
         return reference
 
-    def customer(self, session: BackofficeSession, customer_id: object) -> Reference:
+    def customer(self, session: BackofficeSession, customer_id: int) -> Reference:
         return self.require(session, "customer", customer_id)
 
-    def user(self, session: BackofficeSession, user_id: object) -> Reference:
+    def user(self, session: BackofficeSession, user_id: int) -> Reference:
         return self.require(session, "user", user_id)

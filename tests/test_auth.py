@@ -182,7 +182,7 @@ def test_a_token_never_outranks_or_outlives_the_credential_that_makes_it(make_us
     from app.audit import Actor
     from app.auth.api_tokens import create_api_token
     from app.auth.session_cache import Principal
-    from app.errors import APIError
+    from app.errors import Refused
 
     admin = make_user("admin")
     limit = datetime.now(UTC) + timedelta(days=1)
@@ -199,7 +199,7 @@ def test_a_token_never_outranks_or_outlives_the_credential_that_makes_it(make_us
     token, _raw = create_api_token(db, actor, admin, name="derived", caller=caller)
     assert token.role == "viewer" and token.expires_at == limit
     for fields in ({"role": "admin"}, {"role": "operator"}, {"expires_in_days": 2}):
-        with pytest.raises(APIError) as refused:
+        with pytest.raises(Refused) as refused:
             create_api_token(db, actor, admin, name="more", caller=caller, **fields)
         assert refused.value.status == 422, fields
 

@@ -123,6 +123,12 @@ def test_export_routes_generate_names_and_serve_the_file(bulk_app, bo, customer)
         ({"dataset": "../../etc/passwd", "customer_id": customer.id}, "unknown_dataset"),
         ({"dataset": "products", "customer_id": 987654}, "unknown_customer"),
         ({"dataset": "products", "customer_id": customer.id, "format": "xlsx"}, "invalid_field"),
+        ({"dataset": "products", "customer_id": str(customer.id)}, "invalid_customer_id"),
+        ({"dataset": "products", "customer_id": True}, "invalid_customer_id"),
+        (
+            {"dataset": "products", "customer_id": customer.id, "neutralize_formulas": 1},
+            "invalid_field",
+        ),
     ]:
         response = client.post("/api/exports", headers=headers, json=body)
         assert response.status_code == 422 and response.json["error"]["code"] == code

@@ -167,7 +167,7 @@ def test_unknown_encodings_and_delimiters_are_refused_before_any_work(bo, custom
         ({"encoding": "klingon"}, "unknown encoding"),
         ({"delimiter": ":"}, "delimiter must be"),
     ]:
-        with bo.session_factory() as session, pytest.raises(imports.APIError, match=message):
+        with bo.session_factory() as session, pytest.raises(imports.Refused, match=message):
             imports.receive(
                 session,
                 bo.references,
@@ -311,7 +311,7 @@ def test_a_customer_with_imports_cannot_be_deleted(bo):
     with session_scope(bo.session_factory) as session:
         owner = customers.create_customer(session, ACTOR, code="KEEPER", name="Keeper")
     stage(bo, owner, b"a\n1\n")
-    with bo.session_factory() as session, pytest.raises(imports.APIError) as info:
+    with bo.session_factory() as session, pytest.raises(imports.Refused) as info:
         customers.delete_customer(session, ACTOR, customers.get_customer(session, owner.id))
     assert info.value.code == "customer_has_data"
     assert "1 row(s) in workspace.imports" in info.value.message

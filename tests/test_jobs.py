@@ -162,7 +162,7 @@ def test_cancelling_a_queued_job_is_immediate(bo, customer):
     assert run_now(bo, job_id) is None, "a cancelled job is never claimed"
     with bo.session_factory() as session:
         assert imports.get_import(session, import_id).status == "cancelled"
-        with pytest.raises(imports.APIError, match="already ended"):
+        with pytest.raises(imports.Refused, match="already ended"):
             queue.request_cancel(session, queue.get_job(session, job_id))
 
 

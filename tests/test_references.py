@@ -7,7 +7,7 @@ import pytest
 from app.audit import Actor
 from app.customers import service as customers
 from app.db.session import session_scope
-from app.errors import APIError
+from app.errors import Refused
 from tests.conftest import create_user
 
 ACTOR = Actor(None, "tests")
@@ -37,7 +37,7 @@ def new_customer(bo, code, status="active"):
 
 
 def refusal(bo, kind, ident) -> str:
-    with bo.session_factory() as session, pytest.raises(APIError) as info:
+    with bo.session_factory() as session, pytest.raises(Refused) as info:
         bo.references.require(session, kind, ident)
     return info.value.code
 
@@ -59,8 +59,6 @@ def test_unknown_and_inactive_customers_and_users_are_clear_4xx(bo):
     assert refusal(bo, "customer", asleep.id) == "inactive_customer"
     assert refusal(bo, "customer", 987654321) == "unknown_customer"
     assert refusal(bo, "customer", 2**70) == "unknown_customer"
-    assert refusal(bo, "customer", "7") == "invalid_customer_id"
-    assert refusal(bo, "customer", True) == "invalid_customer_id"
     user = create_user(bo.session_factory, "viewer")
     with session_scope(bo.session_factory) as session:
         from app.auth import users
@@ -108,6 +106,6 @@ def refusal_or_none(bo, customer_id):
     try:
         with bo.session_factory() as session:
             bo.references.customer(session, customer_id)
-    except APIError as exc:
+    except Refused as exc:
         return exc.code
     return None

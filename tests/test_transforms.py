@@ -212,6 +212,9 @@ def test_transform_routes_and_datasets(bulk_app, bo, customer):
         ({"import_id": import_id, "dataset": "nope"}, "unknown_dataset"),
         ({"import_id": "1", "dataset": "products"}, "invalid_field"),
         ({"import_id": import_id, "dataset": "products", "max_rejects": 2**63}, "invalid_field"),
+        ({"import_id": import_id, "dataset": "products", "max_rejects": True}, "invalid_field"),
+        ({"import_id": import_id, "dataset": "products", "mapping": {"sku": 3}}, "invalid_field"),
+        ({"import_id": import_id, "dataset": "products", "dry_run": "yes"}, "invalid_field"),
     ]:
         assert (
             client.post("/api/transforms", headers=headers, json=body).json["error"]["code"] == code

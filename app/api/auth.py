@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_login import current_user
+from pydantic import Field
 
-from app.api.body import json_body, string_field
+from app.api.boundary import Body, Text, takes
 from app.audit import Actor
 from app.auth import api_tokens, sessions, users
 from app.auth.access import PUBLIC, allow
 from app.auth.login import client_ip, current_session_token
+from app.auth.roles import Role
 from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
 from app.auth.tokens import csrf_token_for
 from app.backoffice import current_backoffice
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import NotFound, Refused
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -27,6 +29,26 @@ def no_store(response: Response) -> Response:
     return response
 
 
+class Credentials(Body):
+    email: Text
+    password: Text
+
+
+class PasswordChange(Body):
+    current_password: Text
+    new_password: Text
+
+
+class NewToken(Body):
+    """A token's role is at most its owner's; without `expires_in_days` it never expires."""
+
+    refusal_codes = {"role": "invalid_role"}
+    name: Text
+    role: Role | None = None
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    current_password: Text = Field(description="asked again: a session alone cannot mint one")
+
+
 def _settings():
     return current_backoffice().settings
 
@@ -37,14 +59,14 @@ def _actor() -> Actor:
 
 @bp.post("/login")
 @allow(PUBLIC)
-def login():
-    body = json_body(allowed={"email", "password"}, required={"email", "password"})
+@takes(body=Credentials)
+def login(body: Credentials):
     user, row, token = sign_in(
         db_session(),
         _settings(),
         request,
-        email=body["email"],
-        password=body["password"],
+        email=body.email,
+        password=body.password,
         client_ip=client_ip(),
     )
     response = jsonify(
@@ -58,7 +80,7 @@ def login():
 @allow("viewer", while_password_change_required=True)
 def logout():
     if current_user.via != "session":
-        raise APIError(
+        raise Refused(
             "an API token has no session to end; revoke the token instead",
             code="not_a_session",
             status=400,
@@ -106,7 +128,7 @@ def end_my_other_sessions():
 def end_my_session(session_id: int):
     db = db_session()
     if sessions.find_open_session(db, current_user.user_id, session_id) is None:
-        raise APIError(f"you have no open session {session_id}", code="not_found", status=404)
+        raise NotFound(f"you have no open session {session_id}")
     sessions.end_session(db, _actor(), session_id, reason="ended by its user")
     db.commit()
     return Response(status=204)
@@ -114,20 +136,18 @@ def end_my_session(session_id: int):
 
 @bp.post("/password")
 @allow("viewer", while_password_change_required=True)
-def change_password():
-    body = json_body(
-        allowed={"current_password", "new_password"}, required={"current_password", "new_password"}
-    )
+@takes(body=PasswordChange)
+def change_password(body: PasswordChange):
     db = db_session()
     try:
         users.change_own_password(
             db,
             _actor(),
             current_user,
-            string_field(body, "current_password"),
-            string_field(body, "new_password"),
+            body.current_password,
+            body.new_password,
         )
-    except APIError as exc:
+    except Refused as exc:
         if exc.code == "invalid_credentials":
             db.commit()  # the refusal is audited
         raise
@@ -144,25 +164,22 @@ def my_tokens():
 
 @bp.post("/tokens")
 @allow("viewer", session_only=True)
-def create_token():
+@takes(body=NewToken)
+def create_token(body: NewToken):
     """The password is asked again: a borrowed browser session alone cannot mint a credential
     that outlives it."""
-    body = json_body(
-        allowed={"name", "role", "expires_in_days", "current_password"},
-        required={"name", "current_password"},
-    )
     db = db_session()
     try:
         token, raw = users.create_own_api_token(
             db,
             _actor(),
             current_user,
-            password=string_field(body, "current_password"),
-            name=body["name"],
-            role=body.get("role"),
-            expires_in_days=body.get("expires_in_days"),
+            password=body.current_password,
+            name=body.name,
+            role=body.role,
+            expires_in_days=body.expires_in_days,
         )
-    except APIError as exc:
+    except Refused as exc:
         if exc.code == "invalid_credentials":
             db.commit()  # the refusal is audited
         raise

@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, Response, jsonify, send_file
 from flask_login import current_user
+from pydantic import Field
 
-from app.api.body import json_body
+from app.api.boundary import Body, Text, takes
 from app.api.jobs import audit_bulk_action, queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.exports import service as exports
+from app.exports.service import FORMATS
 
 bp = Blueprint("exports", __name__, url_prefix="/api/exports")
 
 
+class NewExport(Body):
+    refusal_codes = {"customer_id": "invalid_customer_id"}
+    dataset: Text = Field(description="a name from GET /api/datasets")
+    customer_id: int
+    format: Literal[FORMATS] = "csv"  # type: ignore[valid-type]
+    neutralize_formulas: bool = Field(
+        default=False, description="prefix cells a spreadsheet would run as a formula with '"
+    )
+
+
 @bp.post("")
 @allow("operator")
-def create_export():
-    body = json_body(
-        allowed={"dataset", "customer_id", "format", "neutralize_formulas"},
-        required={"dataset", "customer_id"},
-    )
+@takes(body=NewExport)
+def create_export(body: NewExport):
     bo = current_backoffice()
     db = db_session()
     export = exports.create(
         db,
         bo.references,
-        dataset=body["dataset"],
-        customer_id=body["customer_id"],
-        format=body.get("format", "csv"),
-        neutralize_formulas=body.get("neutralize_formulas", False),
+        dataset=body.dataset,
+        customer_id=body.customer_id,
+        format=body.format,
+        neutralize_formulas=body.neutralize_formulas,
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )

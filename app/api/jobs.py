@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from flask_login import current_user
 
-from app.api.body import query_int
+from app.api.boundary import Limit, Offset, Query, takes
 from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.auth.roles import RANK
 from app.db.session import db_session
 from app.jobs import queue
+from app.jobs.kinds import KINDS, STATUSES
 from app.models.data.workspace import Job
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
@@ -83,15 +84,23 @@ def queued(db, name: str, record) -> tuple[Response, int]:
     return jsonify(with_job(db, name, record)), 202
 
 
+class JobList(Query):
+    status: Literal[STATUSES] | None = None  # type: ignore[valid-type]
+    kind: Literal[KINDS] | None = None  # type: ignore[valid-type]
+    customer_id: Offset | None = None
+    limit: Limit = 100
+
+
 @bp.get("")
 @allow("viewer")
-def list_jobs():
+@takes(query=JobList)
+def list_jobs(query: JobList):
     jobs = queue.list_jobs(
         db_session(),
-        status=request.args.get("status") or None,
-        kind=request.args.get("kind") or None,
-        customer_id=query_int("customer_id", 0) or None,
-        limit=query_int("limit", 100, minimum=1, maximum=1000),
+        status=query.status,
+        kind=query.kind,
+        customer_id=query.customer_id or None,
+        limit=query.limit,
     )
     return jsonify(jobs=[job_json(j) for j in jobs])
 

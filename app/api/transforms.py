@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 from flask_login import current_user
+from pydantic import Field
 
-from app.api.body import json_body
+from app.api.boundary import Body, Offset, Text, takes
 from app.api.jobs import queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.datasets import DATASETS
 from app.db.session import db_session
-from app.errors import APIError
 from app.transforms import service as transforms
 
 bp = Blueprint("transforms", __name__)
@@ -23,35 +23,36 @@ def list_datasets():
     return jsonify(datasets=[d.as_dict() for d in DATASETS.values()])
 
 
+class NewTransform(Body):
+    """Cast a staged import into a dataset. Columns match headers by name unless `mapping`
+    says otherwise; `dry_run` previews the first rows and creates nothing."""
+
+    import_id: int
+    dataset: Text = Field(description="a name from GET /api/datasets")
+    mapping: dict[str, str] | None = Field(default=None, description="column: header")
+    max_rejects: Offset | None = Field(default=None, description="fail past this many rejects")
+    dry_run: bool = False
+
+
 @bp.post("/api/transforms")
 @allow("operator")
-def create_transform():
-    body = json_body(
-        allowed={"import_id", "dataset", "mapping", "max_rejects", "dry_run"},
-        required={"import_id", "dataset"},
-    )
+@takes(body=NewTransform)
+def create_transform(body: NewTransform):
     bo = current_backoffice()
     db = db_session()
-    dry_run = body.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise APIError("dry_run must be true or false", code="invalid_field", status=422)
-    if dry_run:  # nothing is created: no job, no audit entry
-        found = transforms.preview(
-            db,
-            bo.references,
-            import_id=body["import_id"],
-            dataset=body["dataset"],
-            mapping=body.get("mapping"),
-            max_rejects=body.get("max_rejects"),
-        )
+    asked = {
+        "import_id": body.import_id,
+        "dataset": body.dataset,
+        "mapping": body.mapping,
+        "max_rejects": body.max_rejects,
+    }
+    if body.dry_run:  # nothing is created: no job, no audit entry
+        found = transforms.preview(db, bo.references, **asked)
         return jsonify(preview=found.as_dict())
     transform = transforms.create(
         db,
         bo.references,
-        import_id=body["import_id"],
-        dataset=body["dataset"],
-        mapping=body.get("mapping"),
-        max_rejects=body.get("max_rejects"),
+        **asked,
         created_by=current_user.user_id,
         max_attempts=bo.settings.job_max_attempts,
     )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from flask_login import current_user
 
 from app.api.auth import no_store
-from app.api.body import json_body
+from app.api.boundary import Body, Text, takes
 from app.audit import Actor
 from app.auth import api_tokens, passwords, sessions, users
 from app.auth.access import allow
 from app.auth.login import client_ip
+from app.auth.roles import Role
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import NotFound
 
 bp = Blueprint("users", __name__, url_prefix="/api/users")
 bp.after_request(no_store)  # temporary passwords, and accounts: never kept by a cache
@@ -22,13 +23,35 @@ def _actor() -> Actor:
     return Actor.of(current_user, client_ip())
 
 
-def password_or_temporary(body: dict) -> tuple[str, bool]:
+class NewUser(Body):
+    """Without a password, a temporary one is made, returned once, and must be changed."""
+
+    refusal_codes = {"role": "invalid_role"}
+    email: Text
+    display_name: Text
+    role: Role
+    password: str | None = None
+
+
+class UserChanges(Body):
+    """Only the fields sent change. A role change or a disable ends the user's sessions."""
+
+    refusal_codes = {"role": "invalid_role"}
+    role: Role | None = None
+    is_active: bool | None = None
+    display_name: Text | None = None
+
+
+class PasswordReset(Body):
+    """The new password; without one (or without a body) a temporary one is made."""
+
+    password: str | None = None
+
+
+def password_or_temporary(password: str | None) -> tuple[str, bool]:
     """The password given, or a generated temporary one (20 characters, 120 bits)."""
-    password = body.get("password")
     if password is None:
         return passwords.temporary_password(), True
-    if not isinstance(password, str):
-        raise APIError("password must be a string", code="invalid_field", status=422)
     return password, False
 
 
@@ -40,20 +63,17 @@ def list_users():
 
 @bp.post("")
 @allow("admin")
-def create_user():
+@takes(body=NewUser)
+def create_user(body: NewUser):
     """Without a password, a temporary one is made, returned once, and must be changed."""
-    body = json_body(
-        allowed={"email", "display_name", "role", "password"},
-        required={"email", "display_name", "role"},
-    )
-    password, generated = password_or_temporary(body)
+    password, generated = password_or_temporary(body.password)
     db = db_session()
     user = users.create_user(
         db,
         _actor(),
-        email=body["email"],
-        display_name=body["display_name"],
-        role=body["role"],
+        email=body.email,
+        display_name=body.display_name,
+        role=body.role,
         password=password,
         must_change_password=generated,
     )
@@ -72,11 +92,11 @@ def get_user(user_id: int):
 
 @bp.patch("/<int:user_id>")
 @allow("admin")
-def update_user(user_id: int):
-    body = json_body(allowed={"role", "is_active", "display_name"})
+@takes(body=UserChanges)
+def update_user(user_id: int, body: UserChanges):
     db = db_session()
     user = users.get_user(db, user_id)
-    changes = users.update_user(db, _actor(), user, **body)
+    changes = users.update_user(db, _actor(), user, **body.given())
     db.commit()
     return jsonify(user=user.as_dict(), changed=sorted(changes))
 
@@ -92,10 +112,10 @@ def delete_user(user_id: int):
 
 @bp.post("/<int:user_id>/reset-password")
 @allow("admin")
-def reset_password(user_id: int):
+@takes(body=PasswordReset, body_optional=True)
+def reset_password(user_id: int, body: PasswordReset):
     """Ends every session of the user; the new password is temporary unless one is given."""
-    body = json_body(allowed={"password"}) if _has_body() else {}
-    password, generated = password_or_temporary(body)
+    password, generated = password_or_temporary(body.password)
     db = db_session()
     user = users.get_user(db, user_id)
     users.set_password(db, _actor(), user, password, must_change=True, action="user.password_reset")
@@ -132,9 +152,7 @@ def end_user_sessions(user_id: int):
 def end_user_session(user_id: int, session_id: int):
     db = db_session()
     if sessions.find_open_session(db, user_id, session_id) is None:
-        raise APIError(
-            f"user {user_id} has no open session {session_id}", code="not_found", status=404
-        )
+        raise NotFound(f"user {user_id} has no open session {session_id}")
     sessions.end_session(db, _actor(), session_id, reason="ended by an admin")
     db.commit()
     return Response(status=204)
@@ -155,11 +173,7 @@ def revoke_user_token(user_id: int, token_id: int):
     users.get_user(db, user_id)
     token = api_tokens.find_api_token(db, user_id, token_id)
     if token is None:
-        raise APIError(f"user {user_id} has no API token {token_id}", code="not_found", status=404)
+        raise NotFound(f"user {user_id} has no API token {token_id}")
     api_tokens.revoke_api_token(db, _actor(), token)
     db.commit()
     return Response(status=204)
-
-
-def _has_body() -> bool:
-    return bool(request.content_length) or request.is_json

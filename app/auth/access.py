@@ -22,7 +22,7 @@ from app.auth.roles import RANK
 from app.auth.tokens import csrf_matches
 from app.backoffice import current_backoffice
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import Refused
 
 PUBLIC = "public"
 METRICS = "metrics"  # an admin, or `Authorization: Bearer <METRICS_TOKEN>` (a scraper)
@@ -65,10 +65,23 @@ def _offered_csrf(view: Callable | None) -> str | None:
     offered = request.headers.get("X-CSRF-Token")
     if offered is None and request.mimetype in FORM_TYPES:
         if getattr(view, "accepts_upload", False):
-            limit = current_backoffice().settings.max_upload_bytes
-            request.max_content_length = limit + UPLOAD_SLACK
+            limit_upload()
         offered = request.form.get("csrf_token")
     return offered
+
+
+def limit_upload() -> None:
+    """A form that carries a file is read up to MAX_UPLOAD_BYTES: refused from its headers
+    alone when they announce more (nothing of the body is read), cut off with a 413 when it
+    grows past the limit."""
+    limit = current_backoffice().settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit + UPLOAD_SLACK:
+        raise Refused(
+            f"the upload is larger than the limit of {limit} bytes",
+            code="upload_too_large",
+            status=413,
+        )
+    request.max_content_length = limit + UPLOAD_SLACK
 
 
 def enforce() -> None:
@@ -79,7 +92,7 @@ def enforce() -> None:
     rule = access_rule(view)
     if rule is None:
         current_app.logger.error("route %s declares no access rule: refused", request.endpoint)
-        raise APIError("this route is not available", code="forbidden", status=403)
+        raise Refused("this route is not available", code="forbidden", status=403)
     if rule == PUBLIC:
         return
     if rule == METRICS:
@@ -90,27 +103,27 @@ def enforce() -> None:
         rule = "admin"
     principal = current_user
     if not principal.is_authenticated:
-        raise APIError("log in, or send an API token", code="unauthenticated", status=401)
+        raise Refused("log in, or send an API token", code="unauthenticated", status=401)
     if request.method in UNSAFE_METHODS and principal.via == "session":
         token = current_session_token()
         if token is None or not csrf_matches(current_app.secret_key, token, _offered_csrf(view)):
-            raise APIError(
+            raise Refused(
                 "missing or wrong CSRF token (the X-CSRF-Token header, or a form's csrf_token)",
                 code="csrf_failed",
                 status=403,
             )
     if principal.must_change_password and not getattr(view, "allowed_during_password_change", 0):
-        raise APIError(
+        raise Refused(
             "change your password first (POST /api/auth/password)",
             code="password_change_required",
             status=403,
         )
     if RANK[principal.role] < RANK[rule]:
         _refuse(principal, needed=rule)
-        raise APIError(f"this needs the {rule} role", code="forbidden", status=403)
+        raise Refused(f"this needs the {rule} role", code="forbidden", status=403)
     if getattr(view, "session_only", False) and principal.via != "session":
         _refuse(principal, needed="session")
-        raise APIError(
+        raise Refused(
             "API tokens cannot make or revoke tokens or end sessions; log in instead",
             code="session_required",
             status=403,

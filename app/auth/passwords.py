@@ -12,7 +12,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.errors import APIError
+from app.errors import Refused
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
@@ -45,19 +45,19 @@ def needs_rehash(password_hash: str) -> bool:
 def check_policy(password: str, *, email: str | None = None) -> None:
     """Length is what matters (NIST SP 800-63B); no composition rules."""
     if len(password) < MIN_LENGTH:
-        raise APIError(
+        raise Refused(
             f"the password must have at least {MIN_LENGTH} characters",
             code="weak_password",
             status=422,
         )
     if len(password) > MAX_LENGTH:
-        raise APIError(
+        raise Refused(
             f"the password must have at most {MAX_LENGTH} characters",
             code="weak_password",
             status=422,
         )
     if email and password.strip().lower() == email.strip().lower():
-        raise APIError("the password must not be the email", code="weak_password", status=422)
+        raise Refused("the password must not be the email", code="weak_password", status=422)
 
 
 def temporary_password() -> str:

@@ -21,11 +21,11 @@ from app.auth.users import find_user_by_email
 from app.config import Settings
 from app.db.session import BackofficeSession
 from app.email_address import normalize_email
-from app.errors import APIError
+from app.errors import Refused
 from app.models.primary.config import User, UserSession
 
 
-class LoginRefused(APIError):
+class LoginRefused(Refused):
     """Wrong email or password: the caller commits the failure count and the audit row."""
 
     status = 401
@@ -36,17 +36,17 @@ def login(
     session: BackofficeSession,
     settings: Settings,
     *,
-    email: object,
-    password: object,
+    email: str,
+    password: str,
     client_ip: str | None,
     user_agent: str | None,
 ) -> tuple[User, UserSession, str]:
     """Check the credentials and open a session; returns the user, the row and the raw token."""
-    if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
-        raise APIError("email and password are required strings", code="invalid_field", status=422)
+    if not email or not password:
+        raise Refused("email and password are required", code="missing_field", status=422)
     try:
         email = normalize_email(email)
-    except APIError:
+    except Refused:
         email = email.strip()[:254]  # still counted and audited, never matches a user
     keys = throttle.keys_for(settings, email, client_ip)
     # Counted before the password is checked, so parallel attempts cannot all get checked.
@@ -55,7 +55,7 @@ def login(
         audit.record(
             session, "auth.login", outcome="throttled", actor_email=email, client_ip=client_ip
         )
-        raise APIError(
+        raise Refused(
             "too many failed logins; try again later", code="too_many_attempts", status=429
         ).with_header("Retry-After", str(wait))
 
@@ -92,8 +92,8 @@ def sign_in(
     settings: Settings,
     request: Request,
     *,
-    email: object,
-    password: object,
+    email: str,
+    password: str,
     client_ip: str | None,
 ) -> tuple[User, UserSession, str]:
     """Check the credentials and open a session; commits, refusals included (the failure
@@ -108,7 +108,7 @@ def sign_in(
             client_ip=client_ip,
             user_agent=request.headers.get("User-Agent"),
         )
-    except APIError:
+    except Refused:
         session.commit()
         raise
     previous = request.cookies.get(SESSION_COOKIE)

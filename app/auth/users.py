@@ -16,7 +16,7 @@ from app.auth.sessions import end_sessions, end_user_access
 from app.db.notices import notify
 from app.db.session import BackofficeSession
 from app.email_address import normalize_email
-from app.errors import APIError
+from app.errors import Refused
 from app.models.primary.config import ApiToken, User
 
 
@@ -36,19 +36,19 @@ def create_user(
     session: BackofficeSession,
     actor: Actor,
     *,
-    email: object,
-    display_name: object,
-    role: object,
+    email: str,
+    display_name: str,
+    role: str,
     password: str,
     must_change_password: bool = False,
 ) -> User:
     email = normalize_email(email)
-    if not isinstance(display_name, str) or not display_name.strip():
-        raise APIError("display_name must be a non-empty string", code="invalid_field", status=422)
+    if not display_name.strip():
+        raise Refused("display_name must not be blank", code="invalid_field", status=422)
     role = check_role(role)
     passwords.check_policy(password, email=email)
     if find_user_by_email(session, email) is not None:
-        raise APIError(f"a user with email {email} exists", code="email_taken", status=409)
+        raise Refused(f"a user with email {email} exists", code="email_taken", status=409)
     user = User(
         email=email,
         display_name=display_name.strip()[:200],
@@ -69,30 +69,25 @@ def update_user(
     actor: Actor,
     user: User,
     *,
-    role: object = None,
-    is_active: object = None,
-    display_name: object = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+    display_name: str | None = None,
 ) -> dict[str, object]:
     """Apply the given changes; a role change or a disable ends the user's sessions."""
     changes: dict[str, object] = {}
     if role is not None and check_role(role) != user.role:
         changes["role"] = role
-    if is_active is not None:
-        if not isinstance(is_active, bool):
-            raise APIError("is_active must be true or false", code="invalid_field", status=422)
-        if is_active != user.is_active:
-            changes["is_active"] = is_active
+    if is_active is not None and is_active != user.is_active:
+        changes["is_active"] = is_active
     if display_name is not None:
-        if not isinstance(display_name, str) or not display_name.strip():
-            raise APIError(
-                "display_name must be a non-empty string", code="invalid_field", status=422
-            )
+        if not display_name.strip():
+            raise Refused("display_name must not be blank", code="invalid_field", status=422)
         if display_name.strip() != user.display_name:
             changes["display_name"] = display_name.strip()[:200]
     if not changes:
         return changes
     if user.id == actor.user_id and ("role" in changes or changes.get("is_active") is False):
-        raise APIError(
+        raise Refused(
             "admins cannot demote or disable themselves", code="forbidden_self_change", status=409
         )
     if changes.get("role", "admin") != "admin" or changes.get("is_active") is False:
@@ -117,7 +112,7 @@ def update_user(
 
 def delete_user(session: BackofficeSession, actor: Actor, user: User) -> None:
     if user.id == actor.user_id:
-        raise APIError("admins cannot delete themselves", code="forbidden_self_change", status=409)
+        raise Refused("admins cannot delete themselves", code="forbidden_self_change", status=409)
     keep_an_active_admin(session, actor, user, "delete")
     notify(session, "user", user.id)  # sessions and tokens go with the row (ON DELETE CASCADE)
     actor.audit(session, "user.delete", target_type="user", target_id=user.id, email=user.email)
@@ -141,7 +136,7 @@ def keep_an_active_admin(session: BackofficeSession, actor: Actor, user: User, c
         .with_for_update()
     ).all()
     if user.id in admins and len(admins) == 1:
-        raise APIError(
+        raise Refused(
             f"cannot {change} the last active admin; make another admin first",
             code="last_admin",
             status=409,
@@ -184,7 +179,7 @@ def confirm_password(
             target_id=user.id,
             reason="wrong current password",
         )
-        raise APIError("the current password is wrong", code="invalid_credentials", status=403)
+        raise Refused("the current password is wrong", code="invalid_credentials", status=403)
 
 
 def change_own_password(
@@ -193,7 +188,7 @@ def change_own_password(
     user = get_user(session, principal.user_id)
     confirm_password(session, actor, user, current, action="user.password_change")
     if passwords.verify_password(user.password_hash, new):
-        raise APIError(
+        raise Refused(
             "the new password must differ from the current one", code="weak_password", status=422
         )
     set_password(
@@ -213,9 +208,9 @@ def create_own_api_token(
     principal: Principal,
     *,
     password: str,
-    name: object,
-    role: object = None,
-    expires_in_days: object = None,
+    name: str,
+    role: str | None = None,
+    expires_in_days: int | None = None,
 ) -> tuple[ApiToken, str]:
     """A token for the caller, who gives the password again: a borrowed session alone cannot
     mint a credential that outlives it. A wrong password is audited (the caller commits that

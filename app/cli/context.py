@@ -74,9 +74,9 @@ def refusal_message(exc: BaseException) -> str | None:
     its traceback): a refused value, a setting that cannot work, an engine out of reach."""
     from sqlalchemy.exc import OperationalError
 
-    from app.errors import APIError, ConfigError, DatabaseUnavailable, first_line
+    from app.errors import ConfigError, DatabaseUnavailable, Refused, first_line
 
-    if isinstance(exc, APIError):
+    if isinstance(exc, Refused):
         return exc.message
     if isinstance(exc, ConfigError | DatabaseUnavailable):
         return str(exc)

@@ -17,23 +17,21 @@ from app.db.base import metadata_of
 from app.db.notices import notify
 from app.db.session import BackofficeSession
 from app.email_address import normalize_email
-from app.errors import APIError
+from app.errors import Refused
 from app.models.primary.customer import STATUSES, Customer
 
 CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
 TEXT_FIELDS = {"name": 200, "contact_name": 200, "contact_phone": 50}
 
 
-def _text(name: str, value: object, *, required: bool) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+def _text(name: str, value: str | None, *, required: bool) -> str | None:
+    if value is None or not value.strip():
         if required:
-            raise APIError(f"{name} is required", code="missing_field", status=422)
+            raise Refused(f"{name} is required", code="missing_field", status=422)
         return None
-    if not isinstance(value, str):
-        raise APIError(f"{name} must be a string", code="invalid_field", status=422)
     value = value.strip()
     if len(value) > TEXT_FIELDS[name]:
-        raise APIError(
+        raise Refused(
             f"{name} must have at most {TEXT_FIELDS[name]} characters",
             code="invalid_field",
             status=422,
@@ -41,8 +39,8 @@ def _text(name: str, value: object, *, required: bool) -> str | None:
     return value
 
 
-def _contact_email(value: object) -> str | None:
-    if value is None or value == "":
+def _contact_email(value: str | None) -> str | None:
+    if not value:
         return None
     return normalize_email(value)
 
@@ -76,7 +74,7 @@ def list_customers(
     query = select(Customer)
     if status is not None:
         if status not in STATUSES:
-            raise APIError(
+            raise Refused(
                 f"status must be one of {', '.join(STATUSES)}", code="invalid_query", status=400
             )
         query = query.where(Customer.status == status)
@@ -88,29 +86,38 @@ def list_customers(
     return list(rows), total or 0
 
 
-def create_customer(session: BackofficeSession, actor: Actor, **fields: Any) -> Customer:
-    code = fields.get("code")
-    if not isinstance(code, str) or not CODE.match(code.strip().upper()):
-        raise APIError(
+def create_customer(
+    session: BackofficeSession,
+    actor: Actor,
+    *,
+    code: str,
+    name: str,
+    status: str | None = None,
+    contact_name: str | None = None,
+    contact_email: str | None = None,
+    contact_phone: str | None = None,
+) -> Customer:
+    if not CODE.match(code.strip().upper()):
+        raise Refused(
             "code must be 2 to 32 letters, digits, '-' or '_', starting with a letter or digit",
             code="invalid_code",
             status=422,
         )
     code = code.strip().upper()
     if find_by_code(session, code) is not None:
-        raise APIError(f"a customer with code {code} exists", code="code_taken", status=409)
-    status = fields.get("status") or "active"
+        raise Refused(f"a customer with code {code} exists", code="code_taken", status=409)
+    status = status or "active"
     if status not in STATUSES:
-        raise APIError(
+        raise Refused(
             f"status must be one of {', '.join(STATUSES)}", code="invalid_field", status=422
         )
     customer = Customer(
         code=code,
-        name=_text("name", fields.get("name"), required=True),
+        name=_text("name", name, required=True),
         status=status,
-        contact_name=_text("contact_name", fields.get("contact_name"), required=False),
-        contact_email=_contact_email(fields.get("contact_email")),
-        contact_phone=_text("contact_phone", fields.get("contact_phone"), required=False),
+        contact_name=_text("contact_name", contact_name, required=False),
+        contact_email=_contact_email(contact_email),
+        contact_phone=_text("contact_phone", contact_phone, required=False),
     )
     session.add(customer)
     session.flush()
@@ -122,11 +129,11 @@ def create_customer(session: BackofficeSession, actor: Actor, **fields: Any) -> 
 
 
 def update_customer(
-    session: BackofficeSession, actor: Actor, customer: Customer, **fields: Any
+    session: BackofficeSession, actor: Actor, customer: Customer, **fields: str | None
 ) -> dict[str, Any]:
     """Apply the given fields (`code` never changes: files and scripts name customers by it)."""
-    if "code" in fields and str(fields["code"]).strip().upper() != customer.code:
-        raise APIError("a customer's code cannot change", code="immutable_field", status=422)
+    if "code" in fields and (fields["code"] or "").strip().upper() != customer.code:
+        raise Refused("a customer's code cannot change", code="immutable_field", status=422)
     new: dict[str, Any] = {}
     if "name" in fields:
         new["name"] = _text("name", fields["name"], required=True)
@@ -137,7 +144,7 @@ def update_customer(
         new["contact_email"] = _contact_email(fields["contact_email"])
     if "status" in fields:
         if fields["status"] not in STATUSES:
-            raise APIError(
+            raise Refused(
                 f"status must be one of {', '.join(STATUSES)}", code="invalid_field", status=422
             )
         new["status"] = fields["status"]
@@ -179,7 +186,7 @@ def delete_customer(session: BackofficeSession, actor: Actor, customer: Customer
     held = data_held_for(session, customer.id)
     if held:
         listing = ", ".join(f"{n} row(s) in {table}" for table, n in sorted(held.items()))
-        raise APIError(
+        raise Refused(
             f"customer {customer.code} still has data: {listing}; deactivate it (status "
             "inactive) or purge its data first",
             code="customer_has_data",

@@ -17,7 +17,7 @@ from sqlalchemy.sql.util import find_tables
 from app.db.base import BASES
 from app.db.guard import guard_sessions
 from app.db.schemas import SCHEMA_ENGINE, EngineRole
-from app.errors import APIError
+from app.errors import NotFound
 
 Bind = Engine | Connection
 
@@ -36,7 +36,7 @@ class BackofficeSession(Session):
         """The row with this id, or a 404 naming it (ids beyond bigint's range included)."""
         row = self.get(model, ident) if 0 < ident < 2**63 else None
         if row is None:
-            raise APIError(f"no {noun} with id {ident}", code="not_found", status=404)
+            raise NotFound(f"no {noun} with id {ident}")
         return row
 
     def get_bind(self, mapper=None, *, clause=None, **kwargs):

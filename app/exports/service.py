@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app.datasets import DATASETS
 from app.db.session import BackofficeSession
-from app.errors import APIError
+from app.errors import NotFound, Refused
 from app.jobs import paths, queue
 from app.jobs.runner import JobFailed
 from app.models.data.workspace import Export
@@ -34,26 +34,22 @@ def create(
     session: BackofficeSession,
     references,
     *,
-    dataset: object,
-    customer_id: object,
-    format: object = "csv",
+    dataset: str,
+    customer_id: int,
+    format: str = "csv",
     created_by: int | None,
     output: str | None = None,
-    neutralize_formulas: object = False,
+    neutralize_formulas: bool = False,
     max_attempts: int = 3,
 ) -> Export:
-    if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise APIError(
+    if dataset not in DATASETS:
+        raise Refused(
             f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}",
             code="unknown_dataset",
             status=422,
         )
     if format not in FORMATS:
-        raise APIError("format must be csv or csv.gz", code="invalid_field", status=422)
-    if not isinstance(neutralize_formulas, bool):
-        raise APIError(
-            "neutralize_formulas must be true or false", code="invalid_field", status=422
-        )
+        raise Refused("format must be csv or csv.gz", code="invalid_field", status=422)
     references.customer(session, customer_id)
     export = Export(
         dataset=dataset,
@@ -102,12 +98,12 @@ def ready_download(session: BackofficeSession, bo, export_id: int) -> Download:
     data; the customer must still exist (a deleted customer's exports are not served)."""
     export = get(session, export_id)
     if export.status != "succeeded" or not export.file_name:
-        raise APIError(
+        raise Refused(
             f"export {export_id} is {export.status}, not ready", code="not_ready", status=409
         )
     customer = bo.references.lookup(session, "customer", export.customer_id)
     if not customer.exists:
-        raise APIError(f"no export with id {export_id}", code="not_found", status=404)
+        raise NotFound(f"no export with id {export_id}")
     handle = open_download(bo, export)
     return Download(
         export=export,
@@ -128,12 +124,12 @@ def open_download(bo, export: Export) -> BinaryIO:
         )
         handle = os.fdopen(paths.open_for_reading(path), "rb")
     except JobFailed:
-        raise APIError(
+        raise Refused(
             "the export's file is not on this host (EXPORT_DIR must be shared between hosts)",
             code="file_missing",
             status=404,
         ) from None
     if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
         handle.close()
-        raise APIError("the export's file is not a file", code="file_missing", status=404)
+        raise Refused("the export's file is not a file", code="file_missing", status=404)
     return handle

@@ -17,14 +17,14 @@ from psycopg import sql
 from sqlalchemy import select, text
 
 from app.db.session import BackofficeSession
-from app.errors import APIError
+from app.errors import Refused
 from app.imports.csv_stream import CHUNK, CsvError, parse_delimiter, pg_encoding
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch, ImportFile
 from app.transforms import service as transforms
 
 
-class UploadTooLarge(APIError):
+class UploadTooLarge(Refused):
     status = 413
     code = "upload_too_large"
 
@@ -40,7 +40,7 @@ def receive(
     session: BackofficeSession,
     references,
     *,
-    customer_id: object,
+    customer_id: int,
     created_by: int | None,
     file_name: str | None,
     stream: BinaryIO | None,
@@ -57,7 +57,7 @@ def receive(
         pg_encoding(encoding)
         delimiter = parse_delimiter(delimiter)
     except CsvError as exc:
-        raise APIError(exc.message, code="invalid_field", status=422) from None
+        raise Refused(exc.message, code="invalid_field", status=422) from None
     batch = ImportBatch(
         customer_id=customer_id,
         created_by=created_by,
@@ -119,7 +119,7 @@ def staged_rows(
 ) -> list[dict[str, Any]]:
     """Rows `offset + 1` to `offset + limit`, keyed by header, with their source lines."""
     if batch.status != "staged":
-        raise APIError(
+        raise Refused(
             f"import {batch.id} is {batch.status}, not staged", code="not_staged", status=409
         )
     names = batch.header or []

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, select, text
 
 from app.db.session import BackofficeSession
-from app.errors import APIError
+from app.errors import Refused
 from app.jobs.kinds import ENDED, KINDS, handler_for
 from app.models.data.workspace import Job
 
@@ -181,7 +181,7 @@ def request_cancel(session: BackofficeSession, job: Job) -> Job:
     """A queued job is cancelled at once; a running one is stopped by its heartbeat within
     seconds, the statement in flight included."""
     if job.status in ENDED:
-        raise APIError(
+        raise Refused(
             f"job {job.id} has already ended ({job.status})", code="job_ended", status=409
         )
     row = (

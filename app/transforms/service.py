@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select, text
 from app.datasets import DATASETS
 from app.datasets.base import Dataset
 from app.db.session import BackofficeSession
-from app.errors import APIError
+from app.errors import Refused
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch, Transform, TransformError
 from app.transforms.sql import Plan
@@ -52,15 +52,19 @@ def likely_dataset(header: list[str]) -> Dataset:
 
 
 def resolve_mapping(
-    dataset_name: object, header: list[str], explicit: object, *, match_names: bool = True
+    dataset_name: str,
+    header: list[str],
+    explicit: dict[str, str] | None,
+    *,
+    match_names: bool = True,
 ) -> tuple[dict[str, str], list[str]]:
     """(field -> header name, extra headers). Refuses unknown fields or headers, and required
     fields that nothing maps, naming them, before any work starts. `match_names=False`: the
     explicit mapping is the whole mapping (a form that lists every column, some left unmapped
     on purpose)."""
-    dataset = DATASETS.get(dataset_name) if isinstance(dataset_name, str) else None
+    dataset = DATASETS.get(dataset_name)
     if dataset is None:
-        raise APIError(
+        raise Refused(
             f"unknown dataset {dataset_name!r}; known: {', '.join(DATASETS)}",
             code="unknown_dataset",
             status=422,
@@ -68,21 +72,15 @@ def resolve_mapping(
     fields = {f.name for f in dataset.fields}
     mapping: dict[str, str] = {}
     if explicit is not None:
-        if not isinstance(explicit, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in explicit.items()
-        ):
-            raise APIError(
-                "mapping must be an object of column: header", code="invalid_field", status=422
-            )
         for field, head in explicit.items():
             if field not in fields:
-                raise APIError(
+                raise Refused(
                     f"mapping names {field!r}, which is not a column of {dataset.name}",
                     code="invalid_mapping",
                     status=422,
                 )
             if head not in header:
-                raise APIError(
+                raise Refused(
                     f"mapping names header {head!r}, which the file does not have",
                     code="invalid_mapping",
                     status=422,
@@ -93,7 +91,7 @@ def resolve_mapping(
             mapping.setdefault(name, head)
     missing = [f.name for f in dataset.fields if f.required and f.name not in mapping]
     if missing:
-        raise APIError(
+        raise Refused(
             f"required column(s) {', '.join(missing)} of {dataset.name} match no header of the "
             f"file ({', '.join(header)}); map them with column=header",
             code="unmapped_columns",
@@ -107,27 +105,21 @@ def _checked(
     session: BackofficeSession,
     references,
     *,
-    import_id: object,
-    dataset: object,
-    mapping: object,
-    max_rejects: object,
+    import_id: int,
+    dataset: str,
+    mapping: dict[str, str] | None,
+    max_rejects: int | None,
     match_names: bool,
 ) -> tuple[ImportBatch, dict[str, str], list[str]]:
     """What a transform and its preview both refuse before any work: (the staged import, the
     mapping, the extra headers)."""
-    if not isinstance(import_id, int) or isinstance(import_id, bool):
-        raise APIError("import_id must be a whole number", code="invalid_field", status=422)
-    if max_rejects is not None and (
-        not isinstance(max_rejects, int)
-        or isinstance(max_rejects, bool)
-        or not 0 <= max_rejects < 2**63  # a bigint column
-    ):
-        raise APIError(
+    if max_rejects is not None and not 0 <= max_rejects < 2**63:  # a bigint column
+        raise Refused(
             "max_rejects must be a whole number of at least 0", code="invalid_field", status=422
         )
     batch = session.get_or_404(ImportBatch, import_id, "import")
     if batch.status != "staged":
-        raise APIError(
+        raise Refused(
             f"import {import_id} is {batch.status}, not staged", code="not_staged", status=409
         )
     references.customer(session, batch.customer_id)
@@ -139,10 +131,10 @@ def create(
     session: BackofficeSession,
     references,
     *,
-    import_id: object,
-    dataset: object,
-    mapping: object = None,
-    max_rejects: object = None,
+    import_id: int,
+    dataset: str,
+    mapping: dict[str, str] | None = None,
+    max_rejects: int | None = None,
     created_by: int | None,
     max_attempts: int = 3,
     match_names: bool = True,
@@ -214,10 +206,10 @@ def preview(
     session: BackofficeSession,
     references,
     *,
-    import_id: object,
-    dataset: object,
-    mapping: object = None,
-    max_rejects: object = None,
+    import_id: int,
+    dataset: str,
+    mapping: dict[str, str] | None = None,
+    max_rejects: int | None = None,
     match_names: bool = True,
 ) -> Preview:
     """A dry run: the transform's own cast, checks and counting of the first PREVIEW_ROWS
@@ -239,7 +231,7 @@ def preview(
     conn = session.connection_for("data")
     refusal = server_refusal(conn)
     if refusal:
-        raise APIError(refusal, code="unsupported_server", status=503)
+        raise Refused(refusal, code="unsupported_server", status=503)
     cursor = conn.connection.dbapi_connection.cursor()
     cursor.execute("SAVEPOINT preview")
     try:

@@ -13,7 +13,7 @@ from app.auth.access import allow
 from app.auth.login import client_ip
 from app.auth.roles import RANK
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import NotFound, Refused
 from app.models.primary.config import ROLES
 from app.web.forms import PageForm, options
 from app.web.pages import bp, secret_page
@@ -68,7 +68,7 @@ def change_password():
             users.change_own_password(
                 db, _actor(), current_user, form.current_password.data, form.new_password.data
             )
-        except APIError as exc:
+        except Refused as exc:
             if exc.code == "invalid_credentials":
                 db.commit()  # the refusal is audited
             form.refused(exc)
@@ -88,7 +88,7 @@ def end_session(session_id: int):
     if session_id == current_user.session_id or not any(
         row.id == session_id for row in sessions.list_sessions(db, current_user.user_id)
     ):
-        raise APIError(f"you have no other open session {session_id}", code="not_found", status=404)
+        raise NotFound(f"you have no other open session {session_id}")
     sessions.end_session(db, _actor(), session_id, reason="ended by its user")
     db.commit()
     flash("Session ended.", "success")
@@ -113,7 +113,7 @@ def create_token():
                 role=form.role.data,
                 expires_in_days=form.expires_in_days.data,
             )
-        except APIError as exc:
+        except Refused as exc:
             if exc.code == "invalid_credentials":
                 db.commit()  # the refusal is audited
             form.refused(exc)

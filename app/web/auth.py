@@ -15,7 +15,7 @@ from app.auth.login import client_ip
 from app.auth.signin import clear_session_cookie, set_session_cookie, sign_in, sign_out
 from app.backoffice import current_backoffice
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import Refused
 from app.web.forms import PublicForm
 from app.web.pages import bp, safe_next
 
@@ -37,7 +37,7 @@ def login():
     elif not _same_origin():
         # Sign-in has no session yet, so no CSRF token: a form posted from another site (which
         # would sign the victim in as the attacker) is told apart by its Origin header.
-        raise APIError("this form was sent from another site", code="csrf_failed", status=403)
+        raise Refused("this form was sent from another site", code="csrf_failed", status=403)
     elif form.validate():
         settings = current_backoffice().settings
         try:
@@ -49,7 +49,7 @@ def login():
                 password=form.password.data,
                 client_ip=client_ip(),
             )
-        except APIError as exc:
+        except Refused as exc:
             # The same words whether the email exists or not.
             if exc.status == 429:
                 form.form_errors.append(

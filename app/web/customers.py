@@ -12,7 +12,7 @@ from app.auth.access import allow
 from app.auth.login import client_ip
 from app.customers import service as customers_service
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import Refused
 from app.exports import service as exports
 from app.imports import service as imports
 from app.models.primary.customer import STATUSES
@@ -81,7 +81,7 @@ def new_customer():
         db = db_session()
         try:
             customer = customers_service.create_customer(db, _actor(), **form.values())
-        except APIError as exc:
+        except Refused as exc:
             form.refused(exc)
         else:
             db.commit()
@@ -106,7 +106,7 @@ def edit_customer(customer_id: int):
     if form.validate():
         try:
             changes = customers_service.update_customer(db, _actor(), record, **form.values())
-        except APIError as exc:
+        except Refused as exc:
             form.refused(exc)
         else:
             db.commit()

@@ -9,7 +9,7 @@ from flask import Response, render_template
 
 from app.auth.access import allow
 from app.datasets import DATASETS
-from app.errors import APIError
+from app.errors import NotFound
 from app.web.pages import bp
 
 
@@ -25,7 +25,7 @@ def dataset_template(name: str):
     """The dataset's columns as a CSV header row: a file that transforms with no mapping."""
     dataset = DATASETS.get(name)
     if dataset is None:
-        raise APIError(f"no dataset named {name!r}", code="not_found", status=404)
+        raise NotFound(f"no dataset named {name!r}")
     out = io.StringIO()
     csv.writer(out).writerow(f.name for f in dataset.fields)
     return Response(

@@ -14,7 +14,7 @@ from app.backoffice import current_backoffice
 from app.customers import service as customers
 from app.datasets import DATASETS
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import Refused
 from app.exports import service as exports
 from app.jobs import queue
 from app.web.forms import PageForm, active_customer_options, options
@@ -69,7 +69,7 @@ def new_export():
                 created_by=current_user.user_id,
                 max_attempts=bo.settings.job_max_attempts,
             )
-        except APIError as exc:
+        except Refused as exc:
             db.rollback()
             form.refused(exc)
         else:

@@ -22,7 +22,7 @@ from app.auth.login import current_session_token
 from app.auth.tokens import csrf_matches, csrf_token_for
 from app.customers import service as customers
 from app.db.session import BackofficeSession
-from app.errors import APIError
+from app.errors import Refused
 
 
 class SessionCSRF(CSRF):
@@ -58,7 +58,7 @@ class PageForm(Form):
     def submitted(self) -> bool:
         return request.method == "POST"
 
-    def refused(self, exc: APIError) -> None:
+    def refused(self, exc: Refused) -> None:
         """Show a service's refusal next to the field it names, or above the form."""
         name = self.refusal_fields.get(exc.code) or exc.message.split(" ", 1)[0]
         field = self._fields.get(name)

@@ -13,7 +13,7 @@ from app.backoffice import current_backoffice
 from app.customers import service as customers
 from app.datasets import DATASETS
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import Refused
 from app.imports import service as imports
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch
@@ -97,7 +97,7 @@ def new_import():
                 delimiter=form.delimiter.data or None,
                 max_attempts=bo.settings.job_max_attempts,
             )
-        except APIError as exc:
+        except Refused as exc:
             db.rollback()
             form.refused(exc)
         else:
@@ -167,7 +167,7 @@ def transform_import(import_id: int):
                 created_by=current_user.user_id,
                 max_attempts=current_backoffice().settings.job_max_attempts,
             )
-        except APIError as exc:
+        except Refused as exc:
             db.rollback()
             form.refused(exc)
         else:

@@ -11,7 +11,7 @@ from app.api.jobs import cancel_recorded, job_json
 from app.auth.access import allow
 from app.customers import service as customers
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import Refused
 from app.jobs import queue
 from app.jobs.kinds import STATUSES
 from app.models.data.workspace import Job
@@ -82,7 +82,7 @@ def job_cancel(job_id: int):
     db = db_session()
     try:
         cancelled = cancel_recorded(db, job_id)
-    except APIError as exc:
+    except Refused as exc:
         db.rollback()
         if exc.status == 404:
             raise

@@ -32,7 +32,7 @@ from app.auth.login import current_session_token
 from app.auth.tokens import csrf_token_for
 from app.backoffice import current_backoffice
 from app.db.session import db_session
-from app.errors import APIError, DatabaseUnavailable
+from app.errors import DatabaseUnavailable, Refused
 from app.jobs.kinds import ENDED
 from app.models.data.workspace import Job
 from app.web.forms import sentence
@@ -87,7 +87,7 @@ def sessions_only() -> None:
     """Pages are for people in a browser: an API token (a script's credential) gets none, so
     no page action can be driven without the session's CSRF token."""
     if current_user.is_authenticated and current_user.via != "session":
-        raise APIError(
+        raise Refused(
             "pages need a signed-in session; scripts use /api", code="session_required", status=403
         )
 
@@ -154,7 +154,7 @@ def secret_page(title: str, label: str, secret: str, advice: str, next_url: str)
     return response
 
 
-def refused_back(exc: APIError, target: str) -> Response:
+def refused_back(exc: Refused, target: str) -> Response:
     """A button's action the service refused: say why on the page it came from."""
     flash(sentence(exc.message), "error")
     return redirect(target)

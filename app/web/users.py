@@ -13,7 +13,7 @@ from app.auth import api_tokens, passwords, sessions, users
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.db.session import db_session
-from app.errors import APIError
+from app.errors import NotFound, Refused
 from app.models.primary.config import ROLES, User
 from app.web.forms import PageForm, options
 from app.web.pages import bp, refused_back, secret_page
@@ -70,7 +70,7 @@ def new_user():
                 password=password,
                 must_change_password=generated,
             )
-        except APIError as exc:
+        except Refused as exc:
             form.refused(exc)
         else:
             db.commit()
@@ -106,7 +106,7 @@ def edit_user(user_id: int):
             changes = users.update_user(
                 db, _actor(), user, role=form.role.data, display_name=form.display_name.data
             )
-        except APIError as exc:
+        except Refused as exc:
             db.rollback()
             form.refused(exc)
         else:
@@ -123,7 +123,7 @@ def user_status(user_id: int):
     user = users.get_user(db, user_id)
     try:
         users.update_user(db, _actor(), user, is_active=not user.is_active)
-    except APIError as exc:
+    except Refused as exc:
         return refused_back(exc, url_for("web.user_page", user_id=user_id))
     db.commit()
     if user.is_active:
@@ -173,7 +173,7 @@ def revoke_user_token(user_id: int, token_id: int):
     user = users.get_user(db, user_id)
     token = api_tokens.find_api_token(db, user.id, token_id)
     if token is None:
-        raise APIError(f"user {user_id} has no API token {token_id}", code="not_found", status=404)
+        raise NotFound(f"user {user_id} has no API token {token_id}")
     api_tokens.revoke_api_token(db, _actor(), token)
     db.commit()
     flash(f"API token {token.name} revoked.", "success")
@@ -194,7 +194,7 @@ def delete_user(user_id: int):
     user = users.get_user(db, user_id)
     try:
         users.delete_user(db, _actor(), user)
-    except APIError as exc:
+    except Refused as exc:
         return refused_back(exc, url_for("web.user_page", user_id=user_id))
     db.commit()
     flash(f"User {user.email} deleted.", "success")

@@ -1,7 +1,8 @@
-"""Reading request input strictly: JSON objects with known fields, bounded query numbers.
+"""Input no route should see: NUL characters, JSON nested past the parser's depth.
 
 Every request first passes `refuse_hostile_input`: PostgreSQL cannot store a NUL character,
-so one in the URL or the body is refused with 400 before any route (or query) sees it.
+so one in the URL or the body is refused with 400 before any route (or query) sees it. What
+each route then takes is declared with its models (app/api/boundary.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from flask import Request, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.formparser import FormDataParser
 
-from app.errors import APIError
+from app.errors import Refused
 
 NUL = "\x00"
 
@@ -61,7 +62,7 @@ def refuse_hostile_input() -> None:
 
 def _refuse_nul(where: str, *values: str) -> None:
     if any(NUL in value for value in values):
-        raise APIError(f"{where} contains a NUL character", code="invalid_input", status=400)
+        raise Refused(f"{where} contains a NUL character", code="invalid_input", status=400)
 
 
 def _refuse_nul_in_json(document: Any) -> None:
@@ -77,46 +78,3 @@ def _refuse_nul_in_json(document: Any) -> None:
                 pending.append(item)
         elif isinstance(value, list):
             pending.extend(value)
-
-
-def json_body(*, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-    """The request's JSON object. Refuses other content types, malformed JSON, unknown or
-    missing fields. (A NUL character never gets here: `refuse_hostile_input` refused it.)"""
-    if not request.is_json:
-        raise APIError(
-            "send a JSON object with Content-Type: application/json",
-            code="unsupported_media_type",
-            status=415,
-        )
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise APIError("the body is not a JSON object", code="invalid_json", status=400)
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise APIError(f"unknown field(s): {', '.join(unknown)}", code="invalid_field", status=422)
-    missing = sorted(name for name in required if body.get(name) in (None, ""))
-    if missing:
-        raise APIError(f"missing field(s): {', '.join(missing)}", code="missing_field", status=422)
-    return body
-
-
-def string_field(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str):
-        raise APIError(f"{name} must be a string", code="invalid_field", status=422)
-    return value
-
-
-def query_int(name: str, default: int, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise APIError(f"{name} must be a whole number", code="invalid_query", status=400) from None
-    if not minimum <= value <= maximum:
-        raise APIError(
-            f"{name} must be from {minimum} to {maximum}", code="invalid_query", status=400
-        )
-    return value
