@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from app.audit import Actor
-from app.db.schemas import SCHEMA_ENGINE
+from app.db.schemas import SCHEMA_ENGINE, EngineRole
 from app.db.session import BackofficeSession, session_scope
 from app.exports.service import export_dir
 from app.jobs import paths
@@ -62,7 +62,7 @@ class Rule:
     days: Callable[[Settings], int]
 
     @property
-    def engine(self) -> str:
+    def engine(self) -> EngineRole:
         return SCHEMA_ENGINE[self.table.split(".")[0]]
 
 
@@ -125,7 +125,7 @@ def _cutoff(rule: Rule, statement: str) -> str:
 def count_due(session: BackofficeSession, rule: Rule, days: int) -> int:
     """How many rows the rule would delete now."""
     statement = f"SELECT count(*) FROM {rule.table} AS r WHERE {rule.due}"
-    conn = session.connection_for(rule.engine)  # type: ignore[arg-type]
+    conn = session.connection_for(rule.engine)
     return conn.execute(text(_cutoff(rule, statement)), {"days": days}).scalar_one()
 
 
@@ -137,7 +137,7 @@ def delete_batch(session: BackofficeSession, rule: Rule, days: int, limit: int) 
         f"(SELECT r.{rule.key} FROM {rule.table} AS r WHERE {rule.due} LIMIT :limit) "
         f"AND {rule.due}"
     )
-    conn = session.connection_for(rule.engine)  # type: ignore[arg-type]
+    conn = session.connection_for(rule.engine)
     return conn.execute(text(_cutoff(rule, statement)), {"days": days, "limit": limit}).rowcount
 
 
