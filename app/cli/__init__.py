@@ -14,6 +14,7 @@ builds the engines and sessions it needs, not the web app (only `serve` does).
     app/cli/bulk.py       import, transform, export, imports errors | purge
     app/cli/progress.py   a bulk job: audited, run here with a progress bar or queued; its outcome
     app/cli/jobs.py       worker, jobs list | show | cancel
+    app/cli/prune.py      prune
     app/cli/demo.py       demo
 """
 
@@ -46,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "worker": "app.cli.jobs:worker_command",
     "jobs": "app.cli.jobs:jobs_cli",
     "customers": "app.cli.customers:customers_cli",
+    "prune": "app.cli.prune:prune_command",
     "demo": "app.cli.demo:demo_command",
 }
 

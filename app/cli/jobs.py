@@ -36,6 +36,7 @@ def _kinds() -> tuple[str, ...]:
 def worker_command(concurrency: int, kinds: tuple[str, ...]) -> None:
     """Claim and run queued jobs until stopped (SIGTERM: after the running jobs)."""
     from app.jobs.worker import Worker
+    from app.retention import hourly_chore
 
     if not logging.getLogger().handlers:  # a service: say what it does, with times, on stderr
         logging.basicConfig(
@@ -44,7 +45,9 @@ def worker_command(concurrency: int, kinds: tuple[str, ...]) -> None:
             stream=sys.stderr,
         )
     click.echo(f"worker: {concurrency} at a time, kinds: {', '.join(kinds) or 'all'}", err=True)
-    Worker(backoffice(), concurrency, list(kinds) or None).run()
+    bo = backoffice()
+    chores = [hourly_chore(bo)] if bo.settings.prune_interval_seconds else []
+    Worker(bo, concurrency, list(kinds) or None, chores).run()
 
 
 @click.group("jobs", help="List, show and cancel jobs.")

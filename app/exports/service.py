@@ -97,7 +97,15 @@ def ready_download(session: BackofficeSession, bo, export_id: int) -> Download:
     """The file of a finished export, open for reading. Every role may read every customer's
     data; the customer must still exist (a deleted customer's exports are not served)."""
     export = get(session, export_id)
-    if export.status != "succeeded" or not export.file_name:
+    if export.status == "succeeded" and not export.file_name:
+        raise Refused(
+            f"export {export_id} has no file to download: export files are removed "
+            f"{bo.settings.prune_export_files_days} days after they are made "
+            "(PRUNE_EXPORT_FILES_DAYS), and the command line writes its own; export again",
+            code="file_removed",
+            status=410,
+        )
+    if export.status != "succeeded":
         raise Refused(
             f"export {export_id} is {export.status}, not ready", code="not_ready", status=409
         )

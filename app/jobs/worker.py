@@ -1,8 +1,10 @@
 """`backoffice worker`: claim and run jobs until told to stop.
 
 Each of `--concurrency` threads loops: sweep (now and then), claim one job, run it under its
-lease, or sleep `WORKER_POLL_SECONDS`. SIGTERM or Ctrl-C stops claiming and lets running jobs
-finish; a second one exits at once (the leases then run out and other workers take the jobs).
+lease, or sleep `WORKER_POLL_SECONDS`. Chores (the hourly prune, given by the command that starts
+the worker: this package knows no area) run on a thread of their own each, at start and then
+every so often. SIGTERM or Ctrl-C stops claiming and lets running jobs finish; a second one
+exits at once (the leases then run out and other workers take the jobs).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from app.jobs import queue
 from app.jobs.runner import Outcome, Progress, run_claim
@@ -77,11 +80,28 @@ class Backoff:
         self.failures = 0
 
 
+@dataclass(frozen=True)
+class Chore:
+    """Work a worker does beside its jobs: `run()` at start, then every `every` seconds (its
+    own schedule, its own lock if only one worker may do it at a time)."""
+
+    name: str
+    every: float
+    run: Callable[[], object]
+
+
 class Worker:
-    def __init__(self, backoffice, concurrency: int = 1, kinds: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        backoffice,
+        concurrency: int = 1,
+        kinds: list[str] | None = None,
+        chores: Sequence[Chore] = (),
+    ) -> None:
         self.backoffice = backoffice
         self.concurrency = concurrency
         self.kinds = kinds
+        self.chores = tuple(chores)
         self.stopping = threading.Event()
         self._last_sweep = 0.0
         self._sweep_lock = threading.Lock()
@@ -140,6 +160,14 @@ class Worker:
                 f" ({outcome.error})" if outcome.error else "",
             )
 
+    def do_chore(self, chore: Chore) -> None:
+        while not self.stopping.is_set():
+            try:
+                chore.run()
+            except Exception as exc:  # an engine is down: the next round tries again
+                log.warning("%s failed: %s", chore.name, str(exc).splitlines()[0])
+            self.stopping.wait(chore.every)
+
     def run(self) -> None:
         def stop(signum, _frame):
             if self.stopping.is_set():
@@ -156,6 +184,10 @@ class Worker:
         ]
         for t in threads:
             t.start()
+        for chore in self.chores:  # daemons: a stop does not wait for a chore to finish
+            threading.Thread(
+                target=self.do_chore, args=(chore,), name=chore.name, daemon=True
+            ).start()
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=0.5)
