@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,6 +98,7 @@ def build_backoffice(
     from app.job_kinds import register_job_kinds
     from app.references import ReferenceChecker
 
+    import_module("app.models")  # every table on its engine's metadata (drift check, moves)
     register_job_kinds()  # what this process's jobs run: a worker's, a CLI command's, the app's
     settings = _settings(config)
     instance_path = settings.instance_path or default_instance_path()

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from app.exports.job import ExportJob
-from app.imports.job import ImportJob
 from app.jobs import kinds
-from app.transforms.job import TransformJob
+
+
+def _import_job() -> kinds.Handler:
+    from app.imports.job import ImportJob
+
+    return ImportJob()
+
+
+def _transform_job() -> kinds.Handler:
+    from app.transforms.job import TransformJob
+
+    return TransformJob()
+
+
+def _export_job() -> kinds.Handler:
+    from app.exports.job import ExportJob
+
+    return ExportJob()
 
 
 def register_job_kinds() -> None:
-    """Called by the app factory, so that a worker, the CLI and the API all find every kind."""
-    kinds.register("import", ImportJob())
-    kinds.register("transform", TransformJob())
-    kinds.register("export", ExportJob())
+    """Called by the app factory, so that a worker, the CLI and the API all find every kind;
+    each kind's code is loaded when a job of it first runs (a CLI import never loads the
+    export's)."""
+    kinds.register("import", _import_job)
+    kinds.register("transform", _transform_job)
+    kinds.register("export", _export_job)

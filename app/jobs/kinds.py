@@ -8,6 +8,7 @@ whose work they run (the areas import them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the CLI reads the statuses without loading SQLAlchemy
@@ -29,21 +30,28 @@ class Handler(Protocol):
     def on_cancelled(self, conn: Connection, params: dict) -> None: ...
 
 
+_factories: dict[str, Callable[[], Handler]] = {}
 _handlers: dict[str, Handler] = {}
 
 
-def register(kind: str, handler: Handler) -> None:
-    """Every app built registers the same handlers: registering a kind again replaces it."""
+def register(kind: str, make: Callable[[], Handler]) -> None:
+    """`make` builds the kind's handler when a job of the kind first runs or is cancelled in
+    this process, so a command loads the code of its own kind only. Every app built registers
+    the same kinds: registering a kind again replaces it."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(KINDS)}")
-    _handlers[kind] = handler
+    _factories[kind] = make
+    _handlers.pop(kind, None)
 
 
 def handler_for(kind: str) -> Handler:
-    try:
-        return _handlers[kind]
-    except KeyError:
-        raise LookupError(
-            f"no handler for job kind {kind!r}: kinds are registered when the app is built "
-            "(create_app)"
-        ) from None
+    if kind not in _handlers:
+        try:
+            make = _factories[kind]
+        except KeyError:
+            raise LookupError(
+                f"no handler for job kind {kind!r}: kinds are registered when the app is built "
+                "(create_app)"
+            ) from None
+        _handlers[kind] = make()
+    return _handlers[kind]
