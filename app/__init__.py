@@ -63,8 +63,11 @@ def create_app(
         n = bo.settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore
     app.teardown_appcontext(close_db_session)
-    register_error_handlers(app)
+    register_error_handlers(app, count_refusal=bo.engine_stats.count_refusal)
     init_login(app)
+    # First: the statement timeouts of web requests cover the login lookup too.
+    app.before_request(_limit_web_statements)
+    app.teardown_request(_end_web_statement_limits)
     # Hostile input first: a NUL must not reach the login lookup either.
     app.before_request(refuse_hostile_input)
     app.before_request(enforce)
@@ -82,6 +85,24 @@ def create_app(
 
     register_commands(app)
     return app
+
+
+def _limit_web_statements() -> None:
+    from flask import g
+
+    from app.db.engines import web_request_started
+
+    g.web_statement_limits = web_request_started()
+
+
+def _end_web_statement_limits(exc: BaseException | None) -> None:
+    from flask import g
+
+    from app.db.engines import web_request_ended
+
+    token = g.pop("web_statement_limits", None)
+    if token is not None:
+        web_request_ended(token)
 
 
 def build_backoffice(

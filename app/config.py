@@ -188,13 +188,14 @@ def _over_unix_socket(url: URL) -> bool:
 class PoolSettings:
     size: int
     max_overflow: int
+    recycle: int = 300  # seconds a connection lives before the pool replaces it
 
     def capped(self, limit: int | None) -> PoolSettings:
         """`connection_limit=N` on a URL: never more than N connections from this process."""
         if limit is None:
             return self
         size = min(self.size, limit)
-        return PoolSettings(size=size, max_overflow=min(self.max_overflow, limit - size))
+        return replace(self, size=size, max_overflow=min(self.max_overflow, limit - size))
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,12 @@ class Settings:
     data: DatabaseTarget | None = None
     log_db_queries: bool = False
     primary_pool: PoolSettings = field(default_factory=lambda: PoolSettings(5, 5))
-    data_pool: PoolSettings = field(default_factory=lambda: PoolSettings(5, 10))
+    data_pool: PoolSettings = field(default_factory=lambda: PoolSettings(5, 10, 1800))
     pool_timeout: int = 10
+    # Seconds a statement of a web request may run, per engine (0: no limit); bulk jobs' own.
+    primary_statement_timeout: float = 5
+    data_statement_timeout: float = 60
+    job_statement_timeout: float = 0
     connect_timeout: int = 5
     secret_key: str | None = None
     instance_path: str | None = None
@@ -310,7 +315,7 @@ class Settings:
                 raise ConfigError("APP_ENV=production needs SECRET_KEY")
             refuse_weak_production_settings(get)
 
-        def pool(prefix: str, size: int, overflow: int) -> PoolSettings:
+        def pool(prefix: str, size: int, overflow: int, recycle: int) -> PoolSettings:
             return PoolSettings(
                 size=parse_int(
                     f"{prefix}_POOL_SIZE", get(f"{prefix}_POOL_SIZE") or size, minimum=1
@@ -318,19 +323,20 @@ class Settings:
                 max_overflow=parse_int(
                     f"{prefix}_MAX_OVERFLOW", get(f"{prefix}_MAX_OVERFLOW") or overflow
                 ),
+                recycle=number(f"{prefix}_POOL_RECYCLE", recycle, minimum=1),
             )
 
         def number(name: str, default: int, minimum: int = 0) -> int:
             return parse_int(name, get(name) or default, minimum=minimum)
 
-        def seconds(name: str, default: float) -> float:
+        def seconds(name: str, default: float, *, zero_ok: bool = False) -> float:
             raw = get(name)
             try:
                 value = float(raw) if raw is not None else default
             except ValueError:
                 raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-            if value <= 0:
-                raise ConfigError(f"{name} must be more than 0")
+            if value < 0 or (value == 0 and not zero_ok):
+                raise ConfigError(f"{name} must be {'0 or ' if zero_ok else ''}more than 0")
             return value
 
         per_account_and_client = number("LOGIN_MAX_FAILURES_PER_ACCOUNT_AND_CLIENT", 5, minimum=1)
@@ -349,9 +355,12 @@ class Settings:
             primary=primary,
             data=data,
             log_db_queries=parse_bool("LOG_DB_QUERIES", get("LOG_DB_QUERIES") or "false"),
-            primary_pool=pool("PRIMARY", 5, 5),
-            data_pool=pool("DATA", 5, 10),
+            primary_pool=pool("PRIMARY", 5, 5, 300),
+            data_pool=pool("DATA", 5, 10, 1800),
             pool_timeout=number("DB_POOL_TIMEOUT", 10, minimum=1),
+            primary_statement_timeout=seconds("PRIMARY_STATEMENT_TIMEOUT", 5, zero_ok=True),
+            data_statement_timeout=seconds("DATA_STATEMENT_TIMEOUT", 60, zero_ok=True),
+            job_statement_timeout=seconds("JOB_STATEMENT_TIMEOUT", 0, zero_ok=True),
             connect_timeout=number("DB_CONNECT_TIMEOUT", 5, minimum=1),
             secret_key=get("SECRET_KEY"),
             instance_path=get("INSTANCE_PATH"),

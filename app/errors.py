@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 if TYPE_CHECKING:  # Flask is imported where a response is made: the CLI needs none
     from flask import Flask
 
 log = logging.getLogger(__name__)
+
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement cut by statement_timeout (or a cancel)
+BUSY_RETRY_AFTER = 2  # seconds a caller refused for a full pool is asked to wait
 
 
 class ConfigError(Exception):
@@ -87,8 +92,20 @@ def describe_database_error(exc: DBAPIError) -> str:
     return f"{first_line(exc)} [{sqlstate}]\nSQL: {exc.statement}\n{where}".rstrip()
 
 
-def register_error_handlers(app: Flask) -> None:
+def _the_database(role: str | None) -> str:
+    return f"the {role} database" if role else "the database"
+
+
+def register_error_handlers(
+    app: Flask, count_refusal: Callable[[str, str | None], None] | None = None
+) -> None:
+    """`count_refusal(kind, engine_role)`: told of each "busy" and "statement_timeout" answer,
+    with the engine's role (None: the one database of single mode), for /metrics."""
     from werkzeug.exceptions import HTTPException
+
+    def count(kind: str, role: str | None) -> None:
+        if count_refusal is not None:
+            count_refusal(kind, role)
 
     @app.errorhandler(Refused)
     def refused(exc: Refused):
@@ -111,12 +128,37 @@ def register_error_handlers(app: Flask) -> None:
         )
         return error_response(code, str(exc), 503)
 
+    @app.errorhandler(PoolTimeout)
+    def pool_full(exc: PoolTimeout):
+        # Every pooled connection stayed in use for DB_POOL_TIMEOUT: the server is fine, this
+        # process has more requests than connections. Tagged by app/db/engines.py.
+        role = getattr(exc, "engine_role", None)
+        log.warning("%s pool full: %s", role or "database", first_line(exc))
+        count("busy", role)
+        response = error_response(
+            f"{role}_engine_busy" if role else "database_busy",
+            f"every connection to {_the_database(role)} is in use; try again shortly",
+            503,
+        )
+        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+        return response
+
     @app.errorhandler(OperationalError)
     def operational_error(exc: OperationalError):
         # A connection that failed or was cut: the caller may retry, nothing was written. In
         # split mode the answer names the engine (app/db/engines.py tags the exception), so
         # that data routes say `data_engine_unavailable` while auth keeps working.
         role = getattr(exc, "engine_role", None)
+        if getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED:
+            # A web request's statement ran past PRIMARY_/DATA_STATEMENT_TIMEOUT (requests
+            # never cancel their own statements; jobs, which do, are not answered here).
+            log.warning("%s statement cancelled: %s", role or "database", first_line(exc))
+            count("statement_timeout", role)
+            return error_response(
+                f"{role or 'database'}_statement_timeout",
+                f"a statement on {_the_database(role)} took too long and was cancelled",
+                503,
+            )
         log.warning("%s database unavailable: %s", role or "the", first_line(exc))
         if role is None:
             return error_response("database_unavailable", "the database is unavailable", 503)

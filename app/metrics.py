@@ -29,7 +29,14 @@ class EngineStats:
         self.queries: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)
         self.errors: dict[str, int] = defaultdict(int)
+        # Requests answered 503 for a full pool ("busy") or a statement past its timeout.
+        self.refusals: dict[tuple[str, str], int] = defaultdict(int)
         self._lock = threading.Lock()
+
+    def count_refusal(self, kind: str, role: str | None) -> None:
+        """For app/errors.py: `role` None is the one database of single mode."""
+        with self._lock:
+            self.refusals[kind, role or "database"] += 1
 
     def watch(self, engine: Engine, label: str) -> None:
         @event.listens_for(engine, "before_cursor_execute")
@@ -91,6 +98,18 @@ def metrics():
         "counter",
         "Database errors, per engine.",
         [(f'{{engine="{e}"}}', stats.errors[e]) for e in labels],
+    )
+    metric(
+        "backoffice_db_pool_timeouts_total",
+        "counter",
+        "Requests refused (503 busy) after waiting DB_POOL_TIMEOUT for a connection, per engine.",
+        [(f'{{engine="{e}"}}', stats.refusals["busy", e]) for e in labels],
+    )
+    metric(
+        "backoffice_db_statement_timeouts_total",
+        "counter",
+        "Requests refused (503) for a statement past its statement timeout, per engine.",
+        [(f'{{engine="{e}"}}', stats.refusals["statement_timeout", e]) for e in labels],
     )
     metric(
         "backoffice_db_pool_in_use",

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from app.db.engines import STATEMENT_TIMEOUT
 from app.jobs.kinds import Handler, handler_for
 from app.jobs.queue import Claim
 
@@ -96,11 +97,21 @@ class JobContext:
         if self.cancelled.is_set():
             raise JobCancelled()
 
+    @property
+    def data_engine(self) -> Engine:
+        """The data engine with the jobs' statement timeout (JOB_STATEMENT_TIMEOUT, none by
+        default) on each transaction, never a web request's: a COPY of millions of rows runs
+        as long as it must, and stops on a cancel (the heartbeat's) instead."""
+        settings = self.backoffice.settings
+        return self.backoffice.engines.data.execution_options(
+            **{STATEMENT_TIMEOUT: settings.job_statement_timeout}
+        )
+
     @contextlib.contextmanager
     def data_connection(self) -> Iterator[Connection]:
         """A connection for the work (the caller runs its transactions); the heartbeat can
         cancel its statement. A job may hold several, from several threads."""
-        with self.backoffice.engines.data.connect() as conn:
+        with self.data_engine.connect() as conn:
             work = conn.connection.dbapi_connection
             self._working.add(work)
             try:
@@ -273,7 +284,7 @@ def _end(
     ctx: JobContext, handler: Handler, status: str, error: str | None, details: dict
 ) -> Outcome:
     try:
-        with ctx.backoffice.engines.data.begin() as conn:
+        with ctx.data_engine.begin() as conn:
             fence(conn, ctx.claim)
             if status == "cancelled":
                 handler.on_cancelled(conn, ctx.params)
@@ -293,7 +304,7 @@ def _end(
 
 def _retry(ctx: JobContext, message: str) -> Outcome:
     """Give the job back at once instead of waiting for the lease to run out."""
-    with ctx.backoffice.engines.data.begin() as conn:
+    with ctx.data_engine.begin() as conn:
         try:
             fence(conn, ctx.claim)
         except LeaseLost:
