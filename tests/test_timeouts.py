@@ -136,7 +136,7 @@ class SlowJob:
 @pytest.fixture
 def slow_job(app) -> Iterator[int]:
     bo = app.extensions["backoffice"]
-    kinds.register("export", SlowJob())
+    kinds.register("export", SlowJob)
     try:
         with session_scope(bo.session_factory) as session:
             job_id = queue.enqueue(session, "export", {}, max_attempts=1).id
