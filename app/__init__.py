@@ -111,7 +111,7 @@ def build_backoffice(
     """Engines, sessions, the change listener and the caches, without the web app: what the
     app holds, and all a CLI command or a worker needs (without Flask's import cost)."""
     from app.auth.session_cache import session_cache
-    from app.config import database_tls_warnings
+    from app.database_url import database_tls_warnings
     from app.db.engines import Engines
     from app.db.guard import guard_engine
     from app.db.notices import Notices

@@ -2,7 +2,8 @@
 
 import pytest
 
-from app.config import PoolSettings, Settings, database_tls_warnings, mask_url
+from app.config import PoolSettings, Settings
+from app.database_url import database_tls_warnings, mask_url
 from app.errors import ConfigError
 
 PRIMARY = "postgresql://app:s3cret@db1.internal:5432/backoffice"

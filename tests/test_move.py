@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.config import parse_database_url
+from app.database_url import parse_database_url
 from app.db import migrations, move, table_copy
 from app.db.schemas import DATA, PRIMARY
 from tests.conftest import PASSWORD, _dispose, create_user, start_embedded_server

@@ -192,7 +192,7 @@ def _report_move(report, as_json: bool, environment: dict[str, str]) -> None:
 def db_split(to_primary: str, drop_old: bool, as_json: bool) -> None:
     """Move a single-database deployment to split mode: copy `config` and `customer` to a new,
     empty primary database, verify them, and close the old copies to writers."""
-    from app.config import parse_database_url
+    from app.database_url import parse_database_url
     from app.db import move as layout
     from app.errors import ConfigError
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from app.config import DatabaseTarget
+from app.database_url import DatabaseTarget
 from app.db.embedded_host import find_bin_dir
 from app.db.engines import Engines
 from app.db.migrations import ROLE_TABLE, VERSION_SCHEMA, VERSION_TABLES, record_role

@@ -26,7 +26,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from app.config import Settings, parse_database_url
+from app.config import Settings
+from app.database_url import parse_database_url
 from app.db.embedded_host import as_system_user, ensure_system_user, find_bin_dir, let_through
 from app.db.schemas import DATA, PRIMARY
 from app.errors import ConfigError

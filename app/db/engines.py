@@ -17,7 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
-from app.config import DatabaseTarget, PoolSettings, Settings
+from app.config import PoolSettings, Settings
+from app.database_url import DatabaseTarget
 from app.db.schemas import DATA, ENGINE_ROLES, PRIMARY, EngineRole
 from app.errors import ConfigError, DatabaseUnavailable, first_line
 

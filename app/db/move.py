@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from app.config import DatabaseTarget
+from app.database_url import DatabaseTarget
 from app.db import migrations
 from app.db.base import metadata_of
 from app.db.engines import database_identity
