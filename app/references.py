@@ -9,7 +9,9 @@ reach the primary engine, which may be another server. An unknown id is a clear 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 
@@ -17,10 +19,11 @@ from app.db.notices import Notices, TrustedCache
 from app.db.session import BackofficeSession
 from app.errors import Refused
 
-LOOKUPS = {
-    "customer": "SELECT code, status = 'active' FROM customer.customers WHERE id = :id",
-    "user": "SELECT email, is_active FROM config.users WHERE id = :id",
+LOOKUPS = {  # id, label, active, name; completed with the ids asked
+    "customer": "SELECT id, code, status = 'active', name FROM customer.customers WHERE id ",
+    "user": "SELECT id, email, is_active, display_name FROM config.users WHERE id ",
 }
+BIGINT = range(1, 2**63)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,15 @@ class Reference:
     exists: bool
     active: bool
     label: str | None = None  # the customer's code, the user's email
+    name: str | None = None  # the customer's name, the user's display name
+
+    def as_dict(self) -> dict[str, Any] | None:
+        """What a list shows of the record a row points at; None when it is gone."""
+        if not self.exists:
+            return None
+        if self.kind == "customer":
+            return {"id": self.id, "code": self.label, "name": self.name}
+        return {"id": self.id, "email": self.label, "name": self.name}
 
 
 class ReferenceChecker:
@@ -41,23 +53,43 @@ class ReferenceChecker:
         )
 
     def lookup(self, session: BackofficeSession, kind: str, ident: int) -> Reference:
+        return self.lookup_many(session, kind, [ident])[ident]
+
+    def lookup_many(
+        self, session: BackofficeSession, kind: str, idents: Iterable[int | None]
+    ) -> dict[int, Reference]:
+        """The references of a page of rows, by id: the cached ones cost nothing, the others
+        one query for all (never a join across engines: they may be two servers)."""
         self.cache.notices.ensure_listening()
-        key = (kind, ident)
-        reference = self.cache.get(key)
-        if reference is None:
-            generation = self.cache.generation
-            row = None
-            if 0 < ident < 2**63:
-                row = (
-                    session.connection_for("primary")
-                    .execute(text(LOOKUPS[kind]), {"id": ident})
-                    .one_or_none()
-                )
+        wanted = {i for i in idents if i is not None}
+        found: dict[int, Reference] = {}
+        for ident in wanted:
+            cached = self.cache.get((kind, ident))
+            if cached is not None:
+                found[ident] = cached
+        missing = [i for i in wanted if i not in found]
+        if not missing:
+            return found
+        generation = self.cache.generation
+        asked = [i for i in missing if i in BIGINT]
+        rows = {}
+        if asked:
+            statement = text(LOOKUPS[kind] + "= ANY(:ids)")
+            conn = session.connection_for("primary")
+            rows = {row[0]: row for row in conn.execute(statement, {"ids": asked})}
+        for ident in missing:
+            row = rows.get(ident)
             reference = Reference(
-                kind, ident, row is not None, bool(row and row[1]), row[0] if row else None
+                kind,
+                ident,
+                row is not None,
+                bool(row and row[2]),
+                row[1] if row else None,
+                row[3] if row else None,
             )
-            self.cache.put(key, reference, generation)
-        return reference
+            self.cache.put((kind, ident), reference, generation)
+            found[ident] = reference
+        return found
 
     def require(self, session: BackofficeSession, kind: str, ident: int) -> Reference:
         """The reference, or a 422 saying it is unknown or inactive."""

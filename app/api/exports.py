@@ -8,8 +8,8 @@ from flask import Blueprint, Response, jsonify, send_file
 from flask_login import current_user
 from pydantic import Field
 
-from app.api.boundary import Body, Text, takes
-from app.api.jobs import audit_bulk_action, queued, with_job
+from app.api.boundary import Body, Limit, Offset, Query, Text, takes
+from app.api.jobs import audit_bulk_action, named, queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.db.session import db_session
@@ -46,6 +46,21 @@ def create_export(body: NewExport):
         max_attempts=bo.settings.job_max_attempts,
     )
     return queued(db, "export", export)
+
+
+class ExportList(Query):
+    customer_id: Offset | None = None
+    limit: Limit = 100
+
+
+@bp.get("")
+@allow("viewer")
+@takes(query=ExportList)
+def list_exports(query: ExportList):
+    """Newest first, with the customer and the user each is for."""
+    db = db_session()
+    rows = exports.list_exports(db, customer_id=query.customer_id or None, limit=query.limit)
+    return jsonify(exports=named(db, [e.as_dict() for e in rows]))
 
 
 @bp.get("/<int:export_id>")

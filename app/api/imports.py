@@ -8,7 +8,7 @@ from pydantic import Field
 from werkzeug.datastructures import FileStorage
 
 from app.api.boundary import Form, Limit, Offset, Page, Query, takes
-from app.api.jobs import queued, with_job
+from app.api.jobs import named, queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.db.session import db_session
@@ -59,10 +59,9 @@ def create_import(form: NewImport, files: dict[str, FileStorage]):
 @allow("viewer")
 @takes(query=ImportList)
 def list_imports(query: ImportList):
-    rows = imports.list_imports(
-        db_session(), customer_id=query.customer_id or None, limit=query.limit
-    )
-    return jsonify(imports=[b.as_dict() for b in rows])
+    db = db_session()
+    rows = imports.list_imports(db, customer_id=query.customer_id or None, limit=query.limit)
+    return jsonify(imports=named(db, [b.as_dict() for b in rows]))
 
 
 @bp.get("/<int:import_id>")

@@ -12,6 +12,7 @@ from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.auth.roles import RANK
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.jobs import queue
 from app.jobs.kinds import KINDS, STATUSES
@@ -44,6 +45,21 @@ def audit_bulk_action(db, action: str, target_type: str, target_id: int, **detai
 def job_of(db, job_id: int | None) -> dict[str, Any] | None:
     """The job behind an import, transform or export, as the caller may see it."""
     return job_json(queue.get_job(db, job_id)) if job_id else None
+
+
+def named(db, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page of data-engine rows (as dicts), each with the customer it is for (`customer`:
+    id, code, name) and the user who made it (`creator`: id, email, name), both None when
+    gone: two batched lookups through the reference cache for the page, never a join across
+    the engines."""
+    references = current_backoffice().references
+    customers = references.lookup_many(db, "customer", (r.get("customer_id") for r in rows))
+    users = references.lookup_many(db, "user", (r.get("created_by") for r in rows))
+    for row in rows:
+        customer, creator = customers.get(row.get("customer_id")), users.get(row.get("created_by"))
+        row["customer"] = customer.as_dict() if customer else None
+        row["creator"] = creator.as_dict() if creator else None
+    return rows
 
 
 def with_job(db, name: str, record) -> dict[str, Any]:
@@ -95,14 +111,15 @@ class JobList(Query):
 @allow("viewer")
 @takes(query=JobList)
 def list_jobs(query: JobList):
+    db = db_session()
     jobs = queue.list_jobs(
-        db_session(),
+        db,
         status=query.status,
         kind=query.kind,
         customer_id=query.customer_id or None,
         limit=query.limit,
     )
-    return jsonify(jobs=[job_json(j) for j in jobs])
+    return jsonify(jobs=named(db, [job_json(j) for j in jobs]))
 
 
 @bp.get("/<int:job_id>")

@@ -6,8 +6,8 @@ from flask import Blueprint, jsonify
 from flask_login import current_user
 from pydantic import Field
 
-from app.api.boundary import Body, Offset, Text, takes
-from app.api.jobs import queued, with_job
+from app.api.boundary import Body, Limit, Offset, Query, Text, takes
+from app.api.jobs import named, queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.datasets import DATASETS
@@ -57,6 +57,27 @@ def create_transform(body: NewTransform):
         max_attempts=bo.settings.job_max_attempts,
     )
     return queued(db, "transform", transform)
+
+
+class TransformList(Query):
+    customer_id: Offset | None = None
+    import_id: Offset | None = None
+    limit: Limit = 100
+
+
+@bp.get("/api/transforms")
+@allow("viewer")
+@takes(query=TransformList)
+def list_transforms(query: TransformList):
+    """Newest first, with the customer and the user each is for."""
+    db = db_session()
+    rows = transforms.list_transforms(
+        db,
+        customer_id=query.customer_id or None,
+        import_id=query.import_id or None,
+        limit=query.limit,
+    )
+    return jsonify(transforms=named(db, [t.as_dict() for t in rows]))
 
 
 @bp.get("/api/transforms/<int:transform_id>")

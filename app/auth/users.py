@@ -99,6 +99,7 @@ def update_user(
         end_user_access(session, actor, user_id=user.id, reason="user disabled")
     elif "role" in changes:  # tokens stay, capped by the new role when they are next checked
         end_sessions(session, user_id=user.id, reason="role changed")
+    notify(session, "user", user.id)  # the reference checks and the lists' names
     actor.audit(
         session,
         "user.update",

@@ -292,6 +292,21 @@ def server_refusal(conn: Connection, *, counting: bool = False) -> str | None:
     return None
 
 
+def list_transforms(
+    session: BackofficeSession,
+    *,
+    customer_id: int | None = None,
+    import_id: int | None = None,
+    limit: int = 100,
+) -> list[Transform]:
+    query = select(Transform).order_by(Transform.id.desc()).limit(limit)
+    if customer_id:
+        query = query.where(Transform.customer_id == customer_id)
+    if import_id:
+        query = query.where(Transform.import_id == import_id)
+    return list(session.scalars(query))
+
+
 def get(session: BackofficeSession, transform_id: int) -> Transform:
     return session.get_or_404(Transform, transform_id, "transform")
 
