@@ -33,10 +33,8 @@ from sqlalchemy import text
 from app.audit import Actor
 from app.db.schemas import SCHEMA_ENGINE, EngineRole
 from app.db.session import BackofficeSession, session_scope
-from app.exports.service import export_dir
-from app.jobs import paths
+from app.exports.service import export_dir, remove_files
 from app.jobs.kinds import ENDED
-from app.jobs.runner import JobFailed
 from app.jobs.worker import Chore, worker_id
 
 if TYPE_CHECKING:
@@ -163,17 +161,7 @@ def remove_export_files(session: BackofficeSession, folder: Path, days: int, lim
         ),
         {"days": days, "limit": limit},
     ).all()
-    for export_id, file_name in rows:
-        try:
-            path = paths.checked(str(folder / file_name), [folder], (), what="export file")
-        except JobFailed as refused:
-            log.warning("export %s: %s", export_id, refused)
-            continue
-        path.unlink(missing_ok=True)  # a symbolic link is removed, never followed
-    conn.execute(
-        text("UPDATE workspace.exports SET file_name = NULL WHERE id = ANY(:ids)"),
-        {"ids": [row.id for row in rows]},
-    )
+    remove_files(conn, folder, rows)
     return len(rows)
 
 

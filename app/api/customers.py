@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from flask import Blueprint, Response, jsonify
@@ -10,13 +11,17 @@ from pydantic import Field, StringConstraints
 
 from app.api.boundary import Body, Limit, Offset, Query, Text, takes
 from app.audit import Actor
-from app.auth.access import allow
+from app.auth.access import allow, require_role
 from app.auth.login import client_ip
+from app.backoffice import current_backoffice
 from app.customers import service as customers_service
+from app.customers.purge import purge_customer_data
 from app.db.session import db_session
 
 bp = Blueprint("customers", __name__, url_prefix="/api/customers")
 
+PURGE_SECONDS = 20  # a call stops between batches after this long (under gunicorn's timeout)
+PURGE_WAIT_SECONDS = 10  # for the customer's running jobs to stop
 Status = Literal["active", "inactive"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Contact = Annotated[str, StringConstraints(max_length=200)]
@@ -94,10 +99,40 @@ def update_customer(customer_id: int, body: CustomerChanges):
     return jsonify(customer=customer.as_dict(), changed=sorted(changes))
 
 
+class CustomerDelete(Query):
+    purge: bool = Field(
+        default=False,
+        description="admin: first remove the customer's data from the data engine",
+    )
+
+
 @bp.delete("/<int:customer_id>")
 @allow("operator")
-def delete_customer(customer_id: int):
+@takes(query=CustomerDelete)
+def delete_customer(customer_id: int, query: CustomerDelete):
+    """Refused (409 customer_has_data) while the data engine holds rows for the customer,
+    unless `purge=true` (admin): its data goes first, in batches, for up to 20 s per call; 202
+    with what went so far when more is left (call again), else 200 with the counts once the
+    customer is deleted."""
     db = db_session()
-    customers_service.delete_customer(db, _actor(), customers_service.get_customer(db, customer_id))
+    customer = customers_service.get_customer(db, customer_id)
+    purged = None
+    if query.purge:
+        require_role("admin")
+        db.rollback()  # no transaction held open while the purge runs its own
+        outcome = purge_customer_data(
+            current_backoffice(),
+            _actor(),
+            customer_id,
+            wait_seconds=PURGE_WAIT_SECONDS,
+            deadline=time.monotonic() + PURGE_SECONDS,
+        )
+        if not outcome.done:
+            return jsonify(done=False, purged=outcome.counts), 202
+        purged = outcome.counts
+        customer = customers_service.get_customer(db, customer_id)
+    customers_service.delete_customer(db, _actor(), customer)
     db.commit()
-    return Response(status=204)
+    if purged is None:
+        return Response(status=204)
+    return jsonify(done=True, purged=purged)

@@ -130,6 +130,14 @@ def enforce() -> None:
         )
 
 
+def require_role(rule: str) -> None:
+    """Inside a view: what some of its uses need beyond the route's own rule (an operator may
+    delete a customer; purging its data takes an admin). Refused and audited like a route."""
+    if RANK[current_user.role] < RANK[rule]:
+        _refuse(current_user, needed=rule)
+        raise Refused(f"this needs the {rule} role", code="forbidden", status=403)
+
+
 def _refuse(principal, *, needed: str) -> None:
     """Audit a refused authorization (committed: the refusal is raised right after)."""
     db = db_session()

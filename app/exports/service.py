@@ -7,14 +7,16 @@ CLI writes where it is told. The job that writes the file is `app/exports/job.py
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select, text
 
 from app.datasets import DATASETS
 from app.db.session import BackofficeSession
@@ -23,11 +25,31 @@ from app.jobs import paths, queue
 from app.jobs.runner import JobFailed
 from app.models.data.workspace import Export
 
+log = logging.getLogger(__name__)
 FORMATS = ("csv", "csv.gz")
 
 
 def export_dir(settings, instance_path: str) -> Path:
     return Path(settings.export_dir or Path(instance_path) / "exports")
+
+
+def remove_files(conn: Connection, folder: Path, rows: Iterable[Any]) -> None:
+    """Remove the files of these exports (rows of `id`, `file_name`) and clear their names.
+    A stored name leading outside EXPORT_DIR is a data-engine value we do not trust: its name
+    is cleared, nothing is removed. The caller commits after: a crash in between leaves a row
+    naming a missing file (its download answers 410), never a file nothing names."""
+    rows = list(rows)
+    for export_id, file_name in rows:
+        try:
+            path = paths.checked(str(folder / file_name), [folder], (), what="export file")
+        except JobFailed as refused:
+            log.warning("export %s: %s", export_id, refused)
+            continue
+        path.unlink(missing_ok=True)  # a symbolic link is removed, never followed
+    conn.execute(
+        text("UPDATE workspace.exports SET file_name = NULL WHERE id = ANY(:ids)"),
+        {"ids": [row[0] for row in rows]},
+    )
 
 
 def create(
