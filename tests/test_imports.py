@@ -88,6 +88,21 @@ def staging_tables(bo, import_id) -> list[str]:
             {},
             [(3, {"sku": "A1", "name": "x"}), (6, {"sku": "A2", "name": "y"})],
         ),
+        (
+            b"code\nA\n\\.\nB\n\\.",
+            {},
+            [(2, {"code": "A"}), (3, {"code": "\\."}), (4, {"code": "B"}), (5, {"code": "\\."})],
+        ),
+        (
+            b'sku,name\r\n\r\nA1,"x\r\ny"\r\nA2,z\r\n\r\nA3,"p\r\nq\r\nr"\r\nA4,w\r\n',
+            {},
+            [
+                (3, {"sku": "A1", "name": "x\r\ny"}),
+                (5, {"sku": "A2", "name": "z"}),
+                (7, {"sku": "A3", "name": "p\r\nq\r\nr"}),
+                (10, {"sku": "A4", "name": "w"}),
+            ],
+        ),
     ],
     ids=[
         "bom",
@@ -100,6 +115,8 @@ def staging_tables(bo, import_id) -> list[str]:
         "windows-1252",
         "empty-vs-missing",
         "blank-lines",
+        "copy-end-marker-is-data",
+        "blank-crlf-lines-and-multiline-records",
     ],
 )
 def test_csv_dialects_are_staged_with_their_source_lines(bo, customer, content, options, expected):

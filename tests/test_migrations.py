@@ -105,3 +105,42 @@ def test_a_tree_refuses_the_database_of_the_other_engine(fresh_app, split):
         assert "workspace" not in set(
             conn.execute(text("SELECT nspname FROM pg_namespace")).scalars()
         )
+
+
+def test_staged_tables_of_before_get_their_line_anchors(fresh_app):
+    """Staged tables made before d0007 carry a line per record; the upgrade keeps where the
+    line numbering breaks, so their rows and rejects show the same lines as before."""
+    engines = engines_of(fresh_app)
+    migrations.upgrade(engines, [PRIMARY])
+    migrations.upgrade(engines, [DATA], "d0006_export_formulas")
+    with engines.begin(DATA) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workspace.imports (id, customer_id, status, size_bytes, sha256, file_name) "
+                "VALUES (7, 1, 'staged', 0, '', 'old.csv')"
+            )
+        )
+        conn.execute(text("CREATE TABLE workspace.import_7 (rec bigint, line bigint, c1 text)"))
+        # Records 1-2 on lines 2-3, record 3 spans lines 4-5, then 4-5 on lines 6-7, a blank
+        # line 8, record 6 on line 9.
+        conn.execute(
+            text(
+                "INSERT INTO workspace.import_7 VALUES "
+                "(1, 2, 'a'), (2, 3, 'b'), (3, 4, 'c'), (4, 6, 'd'), (5, 7, 'e'), (6, 9, 'f')"
+            )
+        )
+    migrations.upgrade(engines, [DATA])
+    with engines.connect(DATA) as conn:
+        anchors = conn.execute(
+            text("SELECT rec, line FROM workspace.import_lines WHERE import_id = 7 ORDER BY rec")
+        ).all()
+        assert [tuple(a) for a in anchors] == [(1, 2), (4, 6), (6, 9)]
+        from psycopg import sql
+
+        from app.imports.lines import line_of
+
+        cursor = conn.connection.dbapi_connection.cursor()
+        query = sql.SQL("SELECT rec, {} FROM workspace.import_7 s ORDER BY rec").format(
+            line_of(7, sql.SQL("s.rec"))
+        )
+        assert cursor.execute(query).fetchall() == [(1, 2), (2, 3), (3, 4), (4, 6), (5, 7), (6, 9)]

@@ -1,11 +1,12 @@
-"""Reading a CSV file for `COPY`: the server parses it, we only look at bytes.
+r"""Reading a CSV file for `COPY`: the server parses it, we only look at bytes.
 
 PostgreSQL's CSV parser is far faster than any done in Python, so the file's bytes go to
-`COPY ... (FORMAT csv)` almost as they are. What the client adds is what COPY cannot know: each
-record's number and the physical line it starts on. It scans lines with C-speed byte
-operations, tracking quote parity to find records that span lines (quoted newlines), and writes
-`<record>,<line>,` in front of each record. It also refuses NUL bytes and unterminated quotes,
-naming the line, before the server sees them.
+`COPY ... (FORMAT csv)` as they are; the staging table numbers the records itself. The client
+scans lines with C-speed byte operations, tracking quote parity to find records that span
+lines (quoted newlines), to keep where records start (`RecordStream.anchors`), to refuse NUL
+bytes and unterminated quotes naming the line before the server sees them, and to drop blank
+lines (which COPY would read as a record). Only chunks with a blank line, or a line that is
+COPY's end marker `\.`, are rewritten.
 
 Supported: a header row; UTF-8 (with or without BOM) or a named ASCII-compatible encoding
 (converted by the server); comma, semicolon, tab or pipe, given or detected from the header;
@@ -39,7 +40,7 @@ DELIMITERS = {
     "\\t": "\t",
 }
 # Python's codec name -> PostgreSQL's. Only encodings in which every ASCII byte means ASCII:
-# our line-number prefix and the quote and delimiter scan rely on it.
+# the quote, newline and delimiter scan relies on it.
 PG_ENCODINGS = {
     codecs.lookup(python).name: postgres
     for python, postgres in [
@@ -186,6 +187,8 @@ def detect_delimiter(header: str) -> str:
 
 
 BLANK = (b"", b"\r")
+END_MARKER = (b"\\.", b"\\.\r")  # a line COPY would take for the end of the data
+QUOTED_MARKER = b'"\\."'  # the same value, as data
 
 
 def _has_odd_quotes(lines: list[bytes]) -> bool:
@@ -195,11 +198,13 @@ def _has_odd_quotes(lines: list[bytes]) -> bool:
 
 
 class RecordStream:
-    """The data records after the header, each prefixed with `<record>,<line>,`.
+    """The data records after the header, as byte chunks for COPY (the file's own bytes, less
+    blank lines).
 
-    Iterating yields byte chunks for COPY; `records`, `lines` and `bytes_read` grow as it goes.
-    `line_of(record)` gives the physical line where a record starts: the server's errors count
-    records, not lines. Blank lines are skipped."""
+    `records`, `lines` and `bytes_read` grow as it goes. `anchors` says where records start:
+    (record, line) pairs where "one line per record" breaks, the first record included; between
+    two anchors, records follow on consecutive lines. `line_of(record)` applies them: the
+    server's errors count records, not lines."""
 
     def __init__(self, stream: BinaryIO, header: Header, delimiter: str) -> None:
         self.stream = stream
@@ -207,23 +212,24 @@ class RecordStream:
         self._pending_line = 0  # where the open record (`pending`) starts, and its size
         self._pending_bytes = 0
         self.crlf = header.crlf
-        self.sep = delimiter.encode()
         self.records = 0
         self.lines = header.lines  # physical lines consumed
         self.bytes_read = header.size
-        # Where "one line per record" breaks (after a multi-line record or a blank line), the
-        # record and its line; between two anchors, records follow on consecutive lines.
-        self._anchors: list[tuple[int, int]] = [(1, header.lines + 1)]
+        self.anchors: list[tuple[int, int]] = [(1, header.lines + 1)]
 
     def line_of(self, record: int) -> int:
-        at = bisect.bisect_right(self._anchors, (record, math.inf)) - 1
-        anchor_record, anchor_line = self._anchors[max(at, 0)]
+        at = bisect.bisect_right(self.anchors, (record, math.inf)) - 1
+        anchor_record, anchor_line = self.anchors[max(at, 0)]
         return anchor_line + (record - anchor_record)
 
     def _place(self, record: int, line: int) -> None:
-        anchor_record, anchor_line = self._anchors[-1]
-        if line != anchor_line + (record - anchor_record):
-            self._anchors.append((record, line))
+        anchor_record, anchor_line = self.anchors[-1]
+        if line == anchor_line + (record - anchor_record):
+            return
+        if record == anchor_record:  # blank lines before it: the record starts further on
+            self.anchors[-1] = (record, line)
+        else:
+            self.anchors.append((record, line))
 
     def __iter__(self) -> Iterator[bytes]:
         # The line being read, as the chunks it came in: joined once when its end arrives, so a
@@ -252,12 +258,15 @@ class RecordStream:
             body = b"".join([*tail, chunk[:cut]]) if tail else chunk[:cut]
             rest = chunk[cut + 1 :]
             tail, tail_size = ([rest] if rest else []), len(rest)
-            parts = body.split(b"\n")
-            if pending is None and (b'"' not in body or not _has_odd_quotes(parts)):
-                out = self._one_line_records(parts)
+            if pending is None and b'"' not in body and _plain(body):
+                out = self._one_line_records(body, body.count(b"\n") + 1)
             else:
-                out, pending = self._records(parts, pending)
-                self._check_size(pending, tail_size)
+                parts = body.split(b"\n")
+                if pending is None and _plain(body) and not _has_odd_quotes(parts):
+                    out = self._one_line_records(body, len(parts))
+                else:
+                    out, pending = self._records(parts, pending)
+                    self._check_size(pending, tail_size)
             if out:
                 yield out
         last = b"".join(tail)
@@ -284,32 +293,19 @@ class RecordStream:
                 line=self._pending_line if pending is not None else self.lines + 1,
             )
 
-    def _one_line_records(self, parts: list[bytes]) -> bytes:
-        """Lines that are each one record (the common case): prefix them in bulk."""
-        if b"" in parts or b"\r" in parts:
-            out, _ = self._records(parts, None)  # blank lines among them: go line by line
-            return out
-        first_record, first_line, sep = self.records + 1, self.lines + 1, self.sep
-        self._place(first_record, first_line)
-        prefixed = [
-            b"%d%b%d%b%b" % (record, sep, line, sep, p)
-            for record, line, p in zip(
-                range(first_record, first_record + len(parts)),
-                range(first_line, first_line + len(parts)),
-                parts,
-                strict=True,
-            )
-        ]
-        self.records += len(parts)
-        self.lines += len(parts)
-        return b"\n".join(prefixed) + b"\n"
+    def _one_line_records(self, body: bytes, lines: int) -> bytes:
+        """Lines that are each one record (the common case): passed on as they are."""
+        self._place(self.records + 1, self.lines + 1)
+        self.records += lines
+        self.lines += lines
+        return body + b"\n"
 
     def _records(
         self, parts: list[bytes], pending: list[bytes] | None
     ) -> tuple[bytes, list[bytes] | None]:
-        """Line by line: group lines into records by quote parity, skip blank lines."""
+        """Line by line: group lines into records by quote parity, skip blank lines, quote a
+        line that COPY would take for its end marker."""
         out: list[bytes] = []
-        sep = self.sep
         for p in parts:
             self.lines += 1
             if pending is None:
@@ -320,7 +316,7 @@ class RecordStream:
                     continue
                 self.records += 1
                 self._place(self.records, self.lines)
-                out.append(b"%d%b%d%b%b" % (self.records, sep, self.lines, sep, p))
+                out.append(QUOTED_MARKER + p[2:] if p in END_MARKER else p)
                 continue
             pending.append(p)
             self._pending_bytes += len(p) + 1
@@ -328,9 +324,18 @@ class RecordStream:
                 self.records += 1
                 self._place(self.records, self._pending_line)
                 self._place(self.records + 1, self.lines + 1)
-                out.append(
-                    b"%d%b%d%b%b"
-                    % (self.records, sep, self._pending_line, sep, b"\n".join(pending))
-                )
+                out.append(b"\n".join(pending))
                 pending = None
         return (b"\n".join(out) + b"\n" if out else b""), pending
+
+
+def _plain(body: bytes) -> bool:
+    """Whether the lines of `body` can go to COPY as they are: no blank line (COPY would read
+    one as a record), no line that is COPY's end marker `\\.`."""
+    if not body or body[:1] == b"\n" or body[-1:] == b"\n" or b"\n\n" in body:
+        return False
+    if body.startswith(b"\r\n") or b"\n\r\n" in body or body.endswith(b"\n\r") or body == b"\r":
+        return False
+    return b"\\." not in body or not any(
+        line in END_MARKER for line in body.split(b"\n") if line[:2] == b"\\."
+    )

@@ -21,6 +21,7 @@ from psycopg import sql
 from sqlalchemy import Connection, select, text
 
 from app.imports.csv_stream import CHUNK, CsvError, RecordStream, pg_encoding, read_header
+from app.imports.lines import save_anchors
 from app.jobs import paths
 from app.jobs.runner import JobContext, JobFailed, fence
 from app.models.data.workspace import ImportBatch
@@ -48,6 +49,9 @@ class ImportJob:
                 result = self._stage(ctx, conn, batch, source)
             fence(conn, ctx.claim)  # from here on this attempt holds the job row's lock
             conn.execute(text(f'DROP TABLE IF EXISTS workspace."import_{import_id}"'))
+            save_anchors(
+                conn.connection.dbapi_connection.cursor(), import_id, result.pop("anchors")
+            )
             conn.execute(
                 text(
                     f'ALTER TABLE workspace."import_{import_id}_a{ctx.claim.attempt}" '
@@ -97,16 +101,17 @@ class ImportJob:
             raise JobFailed(exc.message, line=exc.line, column=exc.column) from None
         # This attempt's own table: another attempt of the same job may be alive (paused).
         table = sql.Identifier("workspace", f"import_{batch.id}_a{ctx.claim.attempt}")
-        columns = [sql.SQL("rec bigint NOT NULL, line bigint NOT NULL")] + [
-            sql.SQL("{} text").format(sql.Identifier(f"c{n}"))
-            for n in range(1, len(header.names) + 1)
+        names = [sql.Identifier(f"c{n}") for n in range(1, len(header.names) + 1)]
+        # `rec`: the record's number, given in file order by the one COPY stream that fills it.
+        columns = [sql.SQL("rec bigint GENERATED ALWAYS AS IDENTITY")] + [
+            sql.SQL("{} text").format(name) for name in names
         ]
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
         records = RecordStream(source, header, header.delimiter)
-        copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv, DELIMITER {}, ENCODING {})").format(
-            table, sql.Literal(header.delimiter), sql.Literal(pg_name)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, DELIMITER {}, ENCODING {})").format(
+            table, sql.SQL(", ").join(names), sql.Literal(header.delimiter), sql.Literal(pg_name)
         )
         try:
             with cursor.copy(copy) as pipe:
@@ -131,6 +136,7 @@ class ImportJob:
             "delimiter": header.delimiter,
             "size": records.bytes_read,
             "sha256": records.digest.hexdigest(),
+            "anchors": records.anchors,
         }
 
     def on_failed(self, conn: Connection, params: dict, error: dict) -> None:

@@ -19,8 +19,9 @@ from sqlalchemy import select, text
 from app.db.session import BackofficeSession
 from app.errors import Refused
 from app.imports.csv_stream import CHUNK, CsvError, parse_delimiter, pg_encoding
+from app.imports.lines import line_of
 from app.jobs import queue
-from app.models.data.workspace import ImportBatch, ImportFile
+from app.models.data.workspace import ImportBatch, ImportFile, ImportLine
 from app.transforms import service as transforms
 
 
@@ -123,11 +124,14 @@ def staged_rows(
             f"import {batch.id} is {batch.status}, not staged", code="not_staged", status=409
         )
     names = batch.header or []
-    query = sql.SQL("SELECT line, {} FROM {} WHERE rec > %s AND rec <= %s ORDER BY rec").format(
-        sql.SQL(", ").join(sql.Identifier(f"c{n}") for n in range(1, len(names) + 1))
+    query = sql.SQL(
+        "SELECT {line}, {values} FROM {staging} s WHERE rec > %s AND rec <= %s ORDER BY rec"
+    ).format(
+        line=line_of(batch.id, sql.SQL("s.rec")),
+        values=sql.SQL(", ").join(sql.Identifier(f"c{n}") for n in range(1, len(names) + 1))
         if names
         else sql.SQL("NULL"),
-        sql.Identifier("workspace", batch.staging_table),
+        staging=sql.Identifier("workspace", batch.staging_table),
     )
     cursor = session.connection_for("data").connection.dbapi_connection.cursor()
     cursor.execute(query, (offset, offset + limit))
@@ -142,6 +146,7 @@ def purge(session: BackofficeSession, batch: ImportBatch) -> None:
     conn = session.connection_for("data")
     conn.execute(text(f'DROP TABLE IF EXISTS workspace."{batch.staging_table}"'))
     conn.execute(ImportFile.__table__.delete().where(ImportFile.import_id == batch.id))
+    conn.execute(ImportLine.__table__.delete().where(ImportLine.import_id == batch.id))
     batch.status = "purged"
     session.flush()
 

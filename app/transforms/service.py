@@ -272,7 +272,7 @@ def plan_for(
     header = batch.header or []
     return Plan(
         dataset,
-        f"import_{batch.id}",
+        batch.id,
         {f: header.index(h) + 1 for f, h in mapping.items()},
         typed=typed,
         temporary=temporary,

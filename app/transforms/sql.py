@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from app.datasets.base import Dataset, Field
+from app.imports.lines import line_of
 from app.transforms.currencies import ISO_4217
 
 TIME_CHARACTERS = "0123456789:.+-TZ "  # what may follow an ISO date in a timestamp
@@ -106,12 +107,16 @@ class Plan:
     """The statements of one transform: the dataset, where its fields come from."""
 
     dataset: Dataset
-    staging: str  # workspace.import_<id>
+    import_id: int  # its staged rows are workspace.import_<id>
     columns: dict[str, int]  # field -> staging column number (c<n>); unmapped fields absent
     typed: str  # workspace.<typed>: the cast rows of one attempt
     # A preview's typed table: temporary, in the preview's own transaction, seen by no one else
     # and gone when that transaction is rolled back.
     temporary: bool = False
+
+    @property
+    def staging(self) -> str:
+        return f"import_{self.import_id}"
 
     @property
     def _typed(self) -> sql.Composable:
@@ -136,7 +141,7 @@ class Plan:
         # OFFSET 0 keeps PostgreSQL from flattening the subqueries: each value is trimmed and
         # cast once per row, not again at every place a reason or the upsert refers to it.
         return sql.SQL(
-            "SELECT r.*, {casts} FROM (SELECT s.rec, s.line, {raws} FROM {staging} s "
+            "SELECT r.*, {casts} FROM (SELECT s.rec, {raws} FROM {staging} s "
             "WHERE {where} OFFSET 0) r OFFSET 0"
         ).format(
             casts=sql.SQL(", ").join(casts),
@@ -176,7 +181,7 @@ class Plan:
         ).format(self._typed, self._typed_rows(sql.SQL("s.rec > %s AND s.rec <= %s")))
 
     def _typed_rows(self, where: sql.Composable) -> sql.Composable:
-        return sql.SQL("SELECT x.rec, x.line, {}, ({}) AS ok FROM ({}) x").format(
+        return sql.SQL("SELECT x.rec, {}, ({}) AS ok FROM ({}) x").format(
             self._fields("x"), self.valid(), self.checked(where=where)
         )
 
@@ -202,10 +207,11 @@ class Plan:
         if first is not None:
             refused = sql.SQL("{} ORDER BY rec LIMIT {}").format(refused, sql.Literal(first))
         return sql.SQL(
-            "SELECT x.line, p.col, p.val, p.why FROM ({checked}) x "
+            "SELECT {line} AS line, p.col, p.val, p.why FROM ({checked}) x "
             "CROSS JOIN LATERAL (VALUES {values}) AS p(n, col, val, why) "
-            "WHERE p.why IS NOT NULL ORDER BY x.line, p.n"
+            "WHERE p.why IS NOT NULL ORDER BY x.rec, p.n"
         ).format(
+            line=line_of(self.import_id, sql.SQL("x.rec")),
             checked=self.checked(where=sql.SQL("s.rec IN ({})").format(refused)),
             values=values,
         )

@@ -159,6 +159,21 @@ class ImportFile(DataBase):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class ImportLine(DataBase):
+    """Where a staged record starts in its file, for the records where "one line per record"
+    breaks: a record's line is its anchor's line plus its distance from the anchor (the last
+    anchor at or before it). See `app/imports/lines.py`."""
+
+    __tablename__ = "import_lines"
+    __table_args__ = SCHEMA
+
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("workspace.imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    rec: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    line: Mapped[int] = mapped_column(BigInteger)
+
+
 class JobBacked:
     """The columns of a record whose work one job does (a transform, an export): for which
     customer, by whom, its job, and how it ended. The job's row holds the attempts and progress;
