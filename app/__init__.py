@@ -42,7 +42,7 @@ def create_app(
     from app.auth.login import init_login
     from app.db.session import close_db_session
     from app.errors import register_error_handlers
-    from app.metrics import EngineStats, engine_labels
+    from app.metrics import count_refusal, init_metrics
 
     settings = _settings(config)
     instance_path = settings.instance_path or default_instance_path()
@@ -54,18 +54,17 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     bo = build_backoffice(settings, own_embedded=own_embedded)
-    bo.engine_stats = EngineStats()
     app.extensions["backoffice"] = bo
-    for label, engine in engine_labels(bo.engines).items():
-        bo.engine_stats.watch(engine, label)
     app.config["MAX_CONTENT_LENGTH"] = bo.settings.max_json_bytes
     if bo.settings.trusted_proxy_count:
         n = bo.settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore
     app.teardown_appcontext(close_db_session)
-    register_error_handlers(app, count_refusal=bo.engine_stats.count_refusal)
+    register_error_handlers(app, count_refusal=count_refusal)
     init_login(app)
-    # First: the statement timeouts of web requests cover the login lookup too.
+    # Before the other before_request functions: a request they refuse is timed and counted.
+    init_metrics(app, bo)
+    # Next: the statement timeouts of web requests cover the login lookup too.
     app.before_request(_limit_web_statements)
     app.teardown_request(_end_web_statement_limits)
     # Hostile input first: a NUL must not reach the login lookup either.

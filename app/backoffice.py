@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from app.db.engines import Engines
     from app.db.notices import Notices, TrustedCache
     from app.db.session import BackofficeSession
-    from app.metrics import EngineStats
     from app.references import ReferenceChecker
 
 
@@ -30,8 +29,6 @@ class Backoffice:
     session_cache: TrustedCache[Principal] = field(repr=False)
     references: ReferenceChecker = field(repr=False)
     instance_path: str = ""
-    # The web app's per-engine statement counters (/metrics); a CLI process keeps none.
-    engine_stats: EngineStats | None = field(default=None, repr=False)
 
     def close(self) -> None:
         self.notices.stop()

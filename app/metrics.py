@@ -1,63 +1,119 @@
-"""`/metrics`: Prometheus text format, for admins or a scraper holding METRICS_TOKEN.
+"""`/metrics`: Prometheus text (by `prometheus_client`) for admins or a scraper holding
+METRICS_TOKEN.
 
-Counters are this process's (a gunicorn worker's): Prometheus scraping several workers sums
-them; `backoffice_process_info` carries the pid. Per engine: statements sent, their time,
-errors, pool use. Then the caches' hits and misses, and jobs by kind and status.
+Under gunicorn every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR (the
+library's multiprocess mode, set up by `app/gunicorn_conf.py`), and whichever worker answers a
+scrape sums every worker of the host: counters only grow, whichever worker answers. Without
+that variable (tests, `flask run`, `backoffice serve`) the library's default registry of this
+one process is served.
+
+Counted as it happens, in each worker: requests and their latency per route group (the
+blueprint: `users`, `customers`, `web`, `health`, ...), statements, their time and errors per
+engine, the 503s for a full pool or a statement past its timeout, refused cross-engine
+references, the caches' hits and misses, pool use and the change listener (gauges, see
+MULTIPROCESS MODES below). Read at scrape time: jobs by kind and status, from the database.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import defaultdict
+from collections.abc import Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event
 
 from app.auth.access import METRICS, allow
-from app.backoffice import current_backoffice
+from app.backoffice import Backoffice, current_backoffice
 from app.jobs import queue
 
 bp = Blueprint("metrics", __name__)
 
+# Statements run from a millisecond to a data engine's 60 s timeout; requests to the same.
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-class EngineStats:
-    """Statements, seconds and errors per engine, counted by SQLAlchemy events."""
+HTTP_REQUESTS = Counter(
+    "backoffice_http_requests",
+    "Requests answered, per route group (the blueprint) and status.",
+    ["group", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "backoffice_http_request_duration_seconds",
+    "Time to answer a request, per route group (the blueprint).",
+    ["group"],
+    buckets=SECONDS_BUCKETS,
+)
+DB_QUERIES = Counter("backoffice_db_queries", "Statements sent, per engine.", ["engine"])
+DB_QUERY_SECONDS = Counter(
+    "backoffice_db_query_seconds", "Time in statements, per engine.", ["engine"]
+)
+DB_QUERY_DURATION = Histogram(
+    "backoffice_db_query_duration_seconds",
+    "Time of each statement, per engine.",
+    ["engine"],
+    buckets=SECONDS_BUCKETS,
+)
+DB_ERRORS = Counter("backoffice_db_errors", "Database errors, per engine.", ["engine"])
+DB_POOL_TIMEOUTS = Counter(
+    "backoffice_db_pool_timeouts",
+    "Requests refused (503 busy) after waiting DB_POOL_TIMEOUT for a connection, per engine.",
+    ["engine"],
+)
+DB_STATEMENT_TIMEOUTS = Counter(
+    "backoffice_db_statement_timeouts",
+    "Requests refused (503) for a statement past its statement timeout, per engine.",
+    ["engine"],
+)
+REFERENCE_REFUSALS = Counter(
+    "backoffice_reference_refusals",
+    "Writes refused for naming a customer or user that is unknown or inactive (422).",
+    ["kind", "reason"],
+)
+CACHE_LOOKUPS = {
+    (cache, hit): Counter(
+        f"backoffice_{cache}_cache_{'hits' if hit else 'misses'}",
+        f"{cache.title()} cache {'hits' if hit else 'misses'}.",
+    )
+    for cache in ("session", "reference")
+    for hit in (True, False)
+}
 
-    def __init__(self) -> None:
-        self.queries: dict[str, int] = defaultdict(int)
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.errors: dict[str, int] = defaultdict(int)
-        # Requests answered 503 for a full pool ("busy") or a statement past its timeout.
-        self.refusals: dict[tuple[str, str], int] = defaultdict(int)
-        self._lock = threading.Lock()
+# MULTIPROCESS MODES of the gauges each worker sets (ignored in a single process):
+# the busiest live worker's checked-out connections against the pool size of a worker (the same
+# in all): `livemax`, so `in_use == size` means some worker's requests wait for a connection,
+# the state that ends in a 503 busy. The listener: `livemin`, 0 while any live worker is deaf
+# to change notices (its caches are then off). `live*`: a dead worker's value goes with it.
+DB_POOL_IN_USE = Gauge(
+    "backoffice_db_pool_in_use",
+    "Connections checked out, per engine: the busiest worker's.",
+    ["engine"],
+    multiprocess_mode="livemax",
+)
+DB_POOL_SIZE = Gauge(
+    "backoffice_db_pool_size",
+    "Pool size of a worker, per engine.",
+    ["engine"],
+    multiprocess_mode="livemax",
+)
+CHANGE_LISTENER_UP = Gauge(
+    "backoffice_change_listener_up",
+    "1 while every worker that served a request listens for change notices (caches trusted).",
+    multiprocess_mode="livemin",
+)
 
-    def count_refusal(self, kind: str, role: str | None) -> None:
-        """For app/errors.py: `role` None is the one database of single mode."""
-        with self._lock:
-            self.refusals[kind, role or "database"] += 1
-
-    def watch(self, engine: Engine, label: str) -> None:
-        @event.listens_for(engine, "before_cursor_execute")
-        def _start(conn, cursor, statement, parameters, context, executemany):
-            conn.info.setdefault("query_started", []).append(time.perf_counter())
-
-        @event.listens_for(engine, "after_cursor_execute")
-        def _end(conn, cursor, statement, parameters, context, executemany):
-            started = conn.info["query_started"].pop()
-            with self._lock:
-                self.queries[label] += 1
-                self.seconds[label] += time.perf_counter() - started
-
-        @event.listens_for(engine, "handle_error")
-        def _error(context):
-            # Errors outside a statement (connecting, committing) started no timer.
-            started = context.connection.info.get("query_started") if context.connection else None
-            if started:
-                started.pop()
-            with self._lock:
-                self.errors[label] += 1
+REFUSAL_COUNTERS = {"busy": DB_POOL_TIMEOUTS, "statement_timeout": DB_STATEMENT_TIMEOUTS}
 
 
 def engine_labels(engines) -> dict[str, Engine]:
@@ -67,92 +123,130 @@ def engine_labels(engines) -> dict[str, Engine]:
     return {"database": engines.primary}
 
 
+def count_refusal(kind: str, role: str | None) -> None:
+    """For app/errors.py: a "busy" or "statement_timeout" 503; `role` None is single mode's
+    one database."""
+    REFUSAL_COUNTERS[kind].labels(engine=role or "database").inc()
+
+
+def count_reference_refusal(code: str) -> None:
+    """For app/references.py: `unknown_customer`, `inactive_user`, ..."""
+    reason, _, kind = code.partition("_")
+    REFERENCE_REFUSALS.labels(kind=kind, reason=reason).inc()
+
+
+def watch_engine(engine: Engine, label: str) -> None:
+    """Statements, their time and errors, and the pool's use, from SQLAlchemy's events."""
+    # Every series exists from the start at 0, so rate() and alerts see the first increment.
+    for counter in (DB_QUERIES, DB_QUERY_SECONDS, DB_ERRORS, *REFUSAL_COUNTERS.values()):
+        counter.labels(engine=label)
+    DB_QUERY_DURATION.labels(engine=label)
+    queries, seconds = DB_QUERIES.labels(engine=label), DB_QUERY_SECONDS.labels(engine=label)
+    duration, errors = DB_QUERY_DURATION.labels(engine=label), DB_ERRORS.labels(engine=label)
+    in_use, size = DB_POOL_IN_USE.labels(engine=label), DB_POOL_SIZE.labels(engine=label)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault("query_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(conn, cursor, statement, parameters, context, executemany):
+        elapsed = time.perf_counter() - conn.info["query_started"].pop()
+        queries.inc()
+        seconds.inc(elapsed)
+        duration.observe(elapsed)
+
+    @event.listens_for(engine, "handle_error")
+    def _error(context):
+        # Errors outside a statement (connecting, committing) started no timer.
+        started = context.connection.info.get("query_started") if context.connection else None
+        if started:
+            started.pop()
+        errors.inc()
+
+    # Set in the worker that uses the pool (a gauge is per process until a scrape sums it).
+    @event.listens_for(engine.pool, "checkout")
+    def _checkout(dbapi_connection, record, proxy):
+        in_use.set(engine.pool.checkedout())
+        size.set(engine.pool.size())
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checkin(dbapi_connection, record):
+        in_use.set(engine.pool.checkedout())
+
+    size.set(engine.pool.size())
+
+
+def init_metrics(app: Flask, bo: Backoffice) -> None:
+    """Count this app's requests, statements, caches and references (call before the app's
+    other `before_request` functions, so that a request they refuse is timed too)."""
+    for label, engine in engine_labels(bo.engines).items():
+        watch_engine(engine, label)
+    for name, cache in (("session", bo.session_cache), ("reference", bo.references.cache)):
+        counters = CACHE_LOOKUPS[name, True], CACHE_LOOKUPS[name, False]
+        cache.on_lookup = lambda hit, counters=counters: counters[0 if hit else 1].inc()
+    bo.references.on_refusal = count_reference_refusal
+    app.before_request(_request_started)
+    app.after_request(_request_answered)
+
+
+def _request_started() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _request_answered(response: Response) -> Response:
+    # A URL no route matches has no blueprint: one group, not one series per URL guessed.
+    group = request.blueprint or "unmatched"
+    started = g.get("metrics_started")
+    if started is not None:
+        HTTP_SECONDS.labels(group=group).observe(time.perf_counter() - started)
+    HTTP_REQUESTS.labels(group=group, status=str(response.status_code)).inc()
+    CHANGE_LISTENER_UP.set(int(current_backoffice().notices.connected))
+    return response
+
+
+class ScrapeTime(Collector):
+    """What is read when scraped, by the worker that answers: jobs by kind and status from the
+    data engine (the same for every worker, so summing files would be wrong), and its pid."""
+
+    def __init__(self, bo: Backoffice) -> None:
+        self.bo = bo
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily(
+            "backoffice_process_info", "The worker that answered.", labels=["pid"]
+        )
+        info.add_metric([str(os.getpid())], 1)
+        yield info
+        try:
+            with self.bo.engines.connect("data") as conn:
+                counts = queue.counts_by_kind_and_status(conn)
+        except Exception:  # the data engine is down: the rest still helps
+            yield GaugeMetricFamily(
+                "backoffice_jobs_unavailable", "1 when jobs could not be counted.", value=1
+            )
+            return
+        jobs = GaugeMetricFamily(
+            "backoffice_jobs", "Jobs by kind and status.", labels=["kind", "status"]
+        )
+        for kind, status, n in counts:
+            jobs.add_metric([kind, status], n)
+        yield jobs
+
+
+def counted_registry() -> CollectorRegistry:
+    """Every worker's files summed under gunicorn; this process's default registry otherwise."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 @bp.get("/metrics")
 @allow(METRICS)
 def metrics():
-    bo = current_backoffice()
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {value}" for labels, value in samples)
-
-    stats = bo.engine_stats
-    labels = engine_labels(bo.engines)
-    metric("backoffice_process_info", "gauge", "This process.", [(f'{{pid="{os.getpid()}"}}', 1)])
-    metric(
-        "backoffice_db_queries_total",
-        "counter",
-        "Statements sent, per engine.",
-        [(f'{{engine="{e}"}}', stats.queries[e]) for e in labels],
-    )
-    metric(
-        "backoffice_db_query_seconds_total",
-        "counter",
-        "Time in statements, per engine.",
-        [(f'{{engine="{e}"}}', round(stats.seconds[e], 6)) for e in labels],
-    )
-    metric(
-        "backoffice_db_errors_total",
-        "counter",
-        "Database errors, per engine.",
-        [(f'{{engine="{e}"}}', stats.errors[e]) for e in labels],
-    )
-    metric(
-        "backoffice_db_pool_timeouts_total",
-        "counter",
-        "Requests refused (503 busy) after waiting DB_POOL_TIMEOUT for a connection, per engine.",
-        [(f'{{engine="{e}"}}', stats.refusals["busy", e]) for e in labels],
-    )
-    metric(
-        "backoffice_db_statement_timeouts_total",
-        "counter",
-        "Requests refused (503) for a statement past its statement timeout, per engine.",
-        [(f'{{engine="{e}"}}', stats.refusals["statement_timeout", e]) for e in labels],
-    )
-    metric(
-        "backoffice_db_pool_in_use",
-        "gauge",
-        "Connections checked out, per engine.",
-        [(f'{{engine="{e}"}}', engine.pool.checkedout()) for e, engine in labels.items()],
-    )
-    metric(
-        "backoffice_db_pool_size",
-        "gauge",
-        "Pool size, per engine.",
-        [(f'{{engine="{e}"}}', engine.pool.size()) for e, engine in labels.items()],
-    )
-    for cache_name, cache in (("session", bo.session_cache), ("reference", bo.references.cache)):
-        metric(
-            f"backoffice_{cache_name}_cache_hits_total",
-            "counter",
-            f"{cache_name.title()} cache hits.",
-            [("", cache.hits)],
-        )
-        metric(
-            f"backoffice_{cache_name}_cache_misses_total",
-            "counter",
-            f"{cache_name.title()} cache misses.",
-            [("", cache.misses)],
-        )
-    metric(
-        "backoffice_change_listener_up",
-        "gauge",
-        "1 while this process listens for change notices (caches trusted).",
-        [("", int(bo.notices.connected))],
-    )
-    try:
-        with bo.engines.connect("data") as conn:
-            jobs = queue.counts_by_kind_and_status(conn)
-        metric(
-            "backoffice_jobs",
-            "gauge",
-            "Jobs by kind and status.",
-            [(f'{{kind="{k}",status="{s}"}}', n) for k, s, n in jobs],
-        )
-    except Exception:  # the data engine is down: the rest still helps
-        metric(
-            "backoffice_jobs_unavailable", "gauge", "1 when jobs could not be counted.", [("", 1)]
-        )
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    scrape_time = CollectorRegistry()
+    scrape_time.register(ScrapeTime(current_backoffice()))
+    body = generate_latest(counted_registry()) + generate_latest(scrape_time)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)

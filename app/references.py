@@ -9,7 +9,7 @@ reach the primary engine, which may be another server. An unknown id is a clear 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,8 @@ class ReferenceChecker:
         self.cache: TrustedCache[Reference] = TrustedCache(
             notices, ttl, lambda ref, kind, ident: ref.kind == kind and ref.id == ident
         )
+        # Told the code of each refusal (`unknown_customer`, ...): the web app counts them.
+        self.on_refusal: Callable[[str], None] | None = None
 
     def lookup(self, session: BackofficeSession, kind: str, ident: int) -> Reference:
         return self.lookup_many(session, kind, [ident])[ident]
@@ -95,14 +97,20 @@ class ReferenceChecker:
         """The reference, or a 422 saying it is unknown or inactive."""
         reference = self.lookup(session, kind, ident)
         if not reference.exists:
-            raise Refused(f"there is no {kind} with id {ident}", code=f"unknown_{kind}", status=422)
-        if not reference.active:
-            raise Refused(
+            refusal = Refused(
+                f"there is no {kind} with id {ident}", code=f"unknown_{kind}", status=422
+            )
+        elif not reference.active:
+            refusal = Refused(
                 f"{kind} {reference.label} ({ident}) is inactive",
                 code=f"inactive_{kind}",
                 status=422,
             )
-        return reference
+        else:
+            return reference
+        if self.on_refusal is not None:
+            self.on_refusal(refusal.code)
+        raise refusal
 
     def customer(self, session: BackofficeSession, customer_id: int) -> Reference:
         return self.require(session, "customer", customer_id)

@@ -116,7 +116,8 @@ class Connection:
 
 
 class Gunicorn:
-    """`gunicorn app.wsgi:app` with N gthread workers on a free loopback port."""
+    """`gunicorn app.wsgi:app` with N gthread workers on a free loopback port, with the
+    project's gunicorn settings (`app/gunicorn_conf.py`), as the deployment checklist says."""
 
     def __init__(self, env: dict[str, str], workers: int = 4, threads: int = 4) -> None:
         self.port = free_port()
@@ -126,6 +127,8 @@ class Gunicorn:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:app.gunicorn_conf",
                 "app.wsgi:app",
                 "-w",
                 str(workers),

@@ -2,6 +2,8 @@
 
 import re
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from app import create_app
 from app.db import migrations
 from tests.conftest import login
@@ -53,3 +55,56 @@ def test_a_scraper_reads_metrics_with_the_configured_token(make_env):
         assert wrong.status_code == 401
     finally:
         application.extensions["backoffice"].close()
+
+
+def samples(body: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a scrape, parsed by prometheus_client's own parser, by name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def sample(scrape: dict, name: str, **labels: str) -> float:
+    return scrape.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_requests_are_timed_per_route_group_and_statements_per_engine(client, as_admin, split):
+    engine = "primary" if split else "database"
+    before = samples(client.get("/metrics").get_data(as_text=True))
+    assert client.get("/api/users").status_code == 200
+    assert client.get("/no/such/page").status_code == 404
+    after = samples(client.get("/metrics").get_data(as_text=True))
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert grew("backoffice_http_request_duration_seconds_count", group="users") == 1
+    assert grew("backoffice_http_requests_total", group="users", status="200") == 1
+    assert grew("backoffice_http_requests_total", group="unmatched", status="404") == 1
+    assert grew("backoffice_http_requests_total", group="metrics", status="200") == 1, "the scrape"
+    users_bucket = {"group": "users", "le": "+Inf"}
+    assert sample(after, "backoffice_http_request_duration_seconds_bucket", **users_bucket) >= 1
+    # Every statement is in its engine's histogram and in the older counter alike.
+    assert grew("backoffice_db_query_duration_seconds_count", engine=engine) >= 1
+    assert sample(after, "backoffice_db_query_duration_seconds_count", engine=engine) == sample(
+        after, "backoffice_db_queries_total", engine=engine
+    )
+    assert grew("backoffice_db_query_duration_seconds_sum", engine=engine) > 0
+
+
+def test_refused_cross_engine_references_are_counted_by_kind(client, as_admin):
+    _admin, headers = as_admin
+    name = "backoffice_reference_refusals_total"
+    before = samples(client.get("/metrics").get_data(as_text=True))
+    body = {"dataset": "products", "customer_id": 987654321}
+    refused = client.post("/api/exports", headers=headers, json=body)
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "unknown_customer"
+    after = samples(client.get("/metrics").get_data(as_text=True))
+    assert sample(after, name, kind="customer", reason="unknown") == (
+        sample(before, name, kind="customer", reason="unknown") + 1
+    )
+    assert sample(after, name, kind="customer", reason="inactive") == sample(
+        before, name, kind="customer", reason="inactive"
+    )

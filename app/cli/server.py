@@ -20,14 +20,17 @@ if TYPE_CHECKING:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Serve the backoffice (development server; production uses gunicorn app.wsgi:app).
+    """Serve the backoffice (development server; production uses gunicorn, see the checklist).
 
     Outside production, both trees are first brought to head.
     """
     from werkzeug.serving import run_simple
 
     from app.db import migrations
+    from app.metrics_dir import empty_configured_metrics_dir
 
+    # With PROMETHEUS_MULTIPROC_DIR set, an earlier run's samples would be counted again.
+    empty_configured_metrics_dir()
     app = flask_app()
     bo = app.extensions["backoffice"]
     if not bo.settings.production:

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import psycopg
@@ -180,6 +181,9 @@ class TrustedCache(Generic[V]):
         self._generation = 0
         self.hits = 0
         self.misses = 0
+        # Told of each trusted lookup, a hit (True) or a miss: the web app counts them for
+        # /metrics across its workers (`hits` and `misses` are this process's).
+        self.on_lookup: Callable[[bool], None] | None = None
         notices.subscribe(self)
 
     @property
@@ -203,7 +207,9 @@ class TrustedCache(Generic[V]):
                 self.misses += 1
             else:
                 self.hits += 1
-            return value
+        if self.on_lookup is not None:
+            self.on_lookup(value is not None)
+        return value
 
     def put(self, key, value: V, generation: int) -> None:
         """Store what was read from the database, unless an eviction happened meanwhile."""
