@@ -116,7 +116,8 @@ def test_staged_tables_of_before_get_their_line_anchors(fresh_app):
     with engines.begin(DATA) as conn:
         conn.execute(
             text(
-                "INSERT INTO workspace.imports (id, customer_id, status, size_bytes, sha256, file_name) "
+                "INSERT INTO workspace.imports "
+                "(id, customer_id, status, size_bytes, sha256, file_name) "
                 "VALUES (7, 1, 'staged', 0, '', 'old.csv')"
             )
         )
