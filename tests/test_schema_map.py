@@ -25,7 +25,14 @@ def test_no_model_sits_in_a_schema_its_base_does_not_own_and_no_foreign_key_cros
 
 
 # What app/db/ is built on; everything else in app/ is built on it.
-DB_FOUNDATIONS = ("app.db", "app.config", "app.errors", "app.private_file")
+DB_FOUNDATIONS = (
+    "app.db",
+    "app.config",
+    "app.database_url",
+    "app.setting_values",
+    "app.errors",
+    "app.private_file",
+)
 
 
 def test_the_db_package_imports_nothing_that_is_built_on_it():
