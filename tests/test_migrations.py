@@ -1,12 +1,18 @@
 """The two Alembic trees: upgrade, downgrade, check, repair, and the wrong-database refusal."""
 
+import json
+import subprocess
+
+import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import Column, Integer, Table, text
+from sqlalchemy.engine import make_url
 
 from app.db import migrations
 from app.db.base import PrimaryBase
 from app.db.schemas import DATA, PRIMARY, schemas_of
+from tests.harness import ROOT, backoffice, environment
 
 
 def engines_of(app):
@@ -145,3 +151,63 @@ def test_staged_tables_of_before_get_their_line_anchors(fresh_app):
             line_of(7, sql.SQL("s.rec"))
         )
         assert cursor.execute(query).fetchall() == [(1, 2), (2, 3), (3, 4), (4, 6), (5, 7), (6, 9)]
+
+
+def migrate_script(env, name, *args):
+    """`scripts/<name> ARGS` as an operator runs it, in a child process on `env`."""
+    return subprocess.run(
+        [str(ROOT / "scripts" / name), *args],
+        env=environment(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def run_sql(env, role, statement):
+    """One statement on the database of an engine (single mode: the one database)."""
+    url = env.get(f"{role.upper()}_DATABASE_URL") or env["PRIMARY_DATABASE_URL"]
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def drop_version_table(env, role):
+    run_sql(env, role, f"DROP TABLE public.alembic_version_{role}")
+
+
+def test_migrate_scripts_repair_like_db_repair_and_status_takes_a_tree(migrated_env):
+    drop_version_table(migrated_env, PRIMARY)
+    drop_version_table(migrated_env, DATA)
+    status = backoffice(migrated_env, "db", "status", "primary", "--json")
+    assert json.loads(status.stdout).keys() == {"primary"}
+    assert json.loads(status.stdout)["primary"]["state"] == "empty"
+
+    repaired = migrate_script(migrated_env, "migrate-primary", "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stdout.startswith("primary: stamped ")
+    one = backoffice(migrated_env, "db", "status", "primary")
+    assert one.stdout.startswith("primary  current") and "data" not in one.stdout
+    other = backoffice(migrated_env, "db", "status", "data")
+    assert other.stdout.startswith("data     empty") and "primary" not in other.stdout
+
+    both = migrate_script(migrated_env, "migrate-all", "--repair")
+    assert both.returncode == 0, both.stderr
+    assert "primary: already at" in both.stdout and "data: stamped" in both.stdout
+    status = json.loads(backoffice(migrated_env, "db", "status", "--json").stdout)
+    assert {tree: st["state"] for tree, st in status.items()} == {
+        "primary": "current",
+        "data": "current",
+    }
+    again = migrate_script(migrated_env, "migrate-data", "--repair")
+    assert again.returncode == 0 and "data: already at" in again.stdout
+
+
+def test_migrate_script_repair_refuses_a_schema_that_differs(migrated_env):
+    drop_version_table(migrated_env, DATA)
+    run_sql(migrated_env, DATA, "DROP SCHEMA reference CASCADE")
+    refused = migrate_script(migrated_env, "migrate-data", "--repair")
+    assert refused.returncode != 0
+    assert "missing schema reference" in refused.stderr
+    status = json.loads(backoffice(migrated_env, "db", "status", "data", "--json").stdout)
+    assert status["data"]["state"] == "empty", "nothing was stamped"

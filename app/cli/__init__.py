@@ -16,6 +16,7 @@ builds the engines and sessions it needs, not the web app (only `serve` does).
     app/cli/jobs.py       worker, jobs list | show | cancel
     app/cli/prune.py      prune
     app/cli/demo.py       demo
+    app/cli/verify.py     verify
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "customers": "app.cli.customers:customers_cli",
     "prune": "app.cli.prune:prune_command",
     "demo": "app.cli.demo:demo_command",
+    "verify": "app.cli.verify:verify_command",
 }
 
 

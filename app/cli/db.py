@@ -77,12 +77,13 @@ def db_downgrade(tree: EngineRole, revision: str) -> None:
 
 
 @db_cli.command("status")
+@click.argument("tree", type=TREE_CHOICE, default="all")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def db_status(as_json: bool) -> None:
-    """Current revision against head, per tree."""
+def db_status(tree: str, as_json: bool) -> None:
+    """Current revision against head, per tree (or of one tree)."""
     from app.db import migrations
 
-    statuses = migrations.status(_engines())
+    statuses = migrations.status(_engines(), _trees(tree))
     if as_json:
         click.echo(json.dumps({st.role: st.as_dict() for st in statuses}))
         return
