@@ -7,6 +7,7 @@ CLI writes where it is told. The job that writes the file is `app/exports/job.py
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -45,7 +46,10 @@ def remove_files(conn: Connection, folder: Path, rows: Iterable[Any]) -> None:
         except JobFailed as refused:
             log.warning("export %s: %s", export_id, refused)
             continue
-        path.unlink(missing_ok=True)  # a symbolic link is removed, never followed
+        # A symbolic link is removed, never followed; a file never written (its folder may not
+        # even be one) is already gone.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            path.unlink()
     conn.execute(
         text("UPDATE workspace.exports SET file_name = NULL WHERE id = ANY(:ids)"),
         {"ids": [row[0] for row in rows]},
