@@ -7,7 +7,7 @@ builds the engines and sessions it needs, not the web app (only `serve` does).
 
     app/cli/context.py    the backoffice of this process, `in_session`, the shell's actor
     app/cli/db.py         db upgrade | downgrade | status | check | repair | backup | restore
-                          | split | merge | revision
+                          | split | merge | roles | revision
     app/cli/server.py     serve, doctor
     app/cli/users.py      users ...
     app/cli/customers.py  customers create | list

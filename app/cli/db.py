@@ -31,7 +31,8 @@ def _trees(which: str) -> tuple[EngineRole, ...]:
 
 @click.group(
     "db",
-    help="Migrations of the two trees (primary: config, customer; data: workspace, reference).",
+    help="Migrations of the two trees (primary: config, customer; data: workspace, reference), "
+    "backups, moves between layouts, and the database roles.",
 )
 def db_cli() -> None:
     pass
@@ -251,6 +252,89 @@ def db_merge(drop_old: bool, as_json: bool) -> None:
     )
     environment = {"SPLIT_DB_MODE": "false", "DATABASE_URL": engines.masked_url(DATA)}
     _report_move(report, as_json, environment)
+
+
+def _role_passwords(
+    names: tuple[str, str], from_stdin: bool, missing: dict[str, set[str]], *, print_sql: bool
+) -> tuple[dict, dict[str, str]]:
+    """(what the script sets per role, the passwords made here to show once). A role made by
+    the script gets a random password unless one is given; an existing one keeps its own."""
+    from app.db import roles
+    from app.errors import ConfigError
+
+    given = [sys.stdin.readline().rstrip("\n") for _ in names] if from_stdin else ["", ""]
+    passwords, shown = {}, {}
+    for name, password in zip(names, given, strict=True):
+        if password:
+            passwords[name] = roles.RolePassword(roles.scram_verifier(password), always=True)
+        elif print_sql or all(name in m for m in missing.values()):
+            shown[name] = roles.new_password()
+            passwords[name] = roles.RolePassword(roles.scram_verifier(shown[name]), always=False)
+        elif any(name in m for m in missing.values()):
+            raise ConfigError(
+                f"role {name} exists on one server and not the other: give its password with "
+                "--password-stdin, so that both get the same"
+            )
+    return passwords, shown
+
+
+@db_cli.command("roles")
+@click.option("--owner", required=True, help="The role that owns the schemas and migrates.")
+@click.option("--runtime", required=True, help="The role the app and the workers connect as.")
+@click.option("--print-sql", is_flag=True, help="Print the SQL per engine; run nothing.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the owner's password, then the runtime role's, a line each, from standard "
+    "input (a blank line: keep the role's, or make one for a new role).",
+)
+def db_roles(owner: str, runtime: str, print_sql: bool, password_stdin: bool) -> None:
+    """Create (or bring up to date) the owner and runtime roles on each engine's database.
+
+    Run it as a superuser or the server's administrator, with the usual database URLs. It can
+    run any number of times. Passwords of roles it creates are made here and printed once,
+    unless given on standard input; they are never taken from the command line."""
+    from app.db import roles
+    from app.errors import ConfigError
+    from app.models.primary.config import AuditEntry
+
+    names = (roles.checked_name(owner), roles.checked_name(runtime))
+    if owner == runtime:
+        raise ConfigError("the owner and the runtime role must be two roles")
+    engines = _engines()
+    targets = (PRIMARY, DATA) if engines.split else (PRIMARY,)
+    missing: dict[str, set[str]] = {}
+    if not print_sql:
+        for target in targets:
+            with engines.connect(target) as conn:
+                missing[target] = set(names) - roles.existing_roles(conn, names)
+    passwords, shown = _role_passwords(names, password_stdin, missing, print_sql=print_sql)
+    plan = roles.RolePlan(
+        owner,
+        runtime,
+        append_only=(AuditEntry.__table__.fullname,),
+        passwords=tuple(passwords.items()),
+    )
+    for target in targets:
+        statements = roles.engine_script(target, plan, split=engines.split)
+        if print_sql:
+            click.echo(roles.as_text(target, statements, split=engines.split))
+            continue
+        with engines.begin(target) as conn:
+            roles.run_script(conn, statements)
+        label = target if engines.split else "database"
+        made = ", ".join(n for n in names if n in missing[target]) or "none (both existed)"
+        own, _ = roles.engine_schemas(target, split=engines.split)
+        click.echo(
+            f"{label}: roles {owner} (owner) and {runtime} (runtime) ready on "
+            f"{engines.masked_url(target)}, schemas {', '.join(own)}; created: {made}"
+        )
+    if shown:
+        # With --print-sql, stdout is the script (often saved to a file): not the passwords.
+        note = " where the script creates the role" if print_sql else ""
+        click.echo(f"Passwords, shown this once (set{note}):", err=print_sql)
+        for name, password in shown.items():
+            click.echo(f"  {name}: {password}", err=print_sql)
 
 
 @db_cli.command("revision")
