@@ -37,6 +37,16 @@ def concrete(path: str) -> str:
     return re.sub(r"{\w+}", "1", path)
 
 
+def json_bodies(document):
+    """(path, method, the body's schema) of every operation that takes a JSON body."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                yield path, method, document["components"]["schemas"][name]
+
+
 def test_the_document_is_valid_and_lists_every_route_once(client, as_admin, app):
     response = client.get("/api/openapi.json")
     assert response.status_code == 200
@@ -73,46 +83,31 @@ def test_the_document_needs_a_signed_in_caller(client, committed_app, factory):
 def test_every_declared_body_refuses_a_field_it_does_not_declare(client, as_admin):
     """additionalProperties: false, held to by the route itself (before any lookup)."""
     _admin, headers = as_admin
-    document = client.get("/api/openapi.json").json
     checked = 0
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            content = operation.get("requestBody", {}).get("content", {})
-            if "application/json" not in content:
-                continue
-            schema = document["components"]["schemas"][
-                content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-            ]
-            assert schema["additionalProperties"] is False, path
-            response = client.open(
-                concrete(path), method=method, headers=headers, json={"not_a_field": 1}
-            )
-            assert response.status_code == 422, (method, path, response.json)
-            assert response.json["error"] == {
-                "code": "invalid_field",
-                "message": "unknown field(s): not_a_field",
-            }, (method, path)
-            checked += 1
+    for path, method, schema in json_bodies(client.get("/api/openapi.json").json):
+        assert schema["additionalProperties"] is False, path
+        response = client.open(
+            concrete(path), method=method, headers=headers, json={"not_a_field": 1}
+        )
+        assert response.status_code == 422, (method, path, response.json)
+        assert response.json["error"] == {
+            "code": "invalid_field",
+            "message": "unknown field(s): not_a_field",
+        }, (method, path)
+        checked += 1
     assert checked >= 10
 
 
 def test_every_declared_required_field_is_required(client, as_admin):
     _admin, headers = as_admin
-    document = client.get("/api/openapi.json").json
-    schemas = document["components"]["schemas"]
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            content = operation.get("requestBody", {}).get("content", {})
-            if "application/json" not in content:
-                continue
-            schema = schemas[content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
-            required = sorted(schema.get("required", []))
-            if not required:
-                continue
-            response = client.open(concrete(path), method=method, headers=headers, json={})
-            assert response.status_code == 422, (method, path)
-            assert response.json["error"]["code"] == "missing_field"
-            assert response.json["error"]["message"] == f"missing field(s): {', '.join(required)}"
+    for path, method, schema in json_bodies(client.get("/api/openapi.json").json):
+        required = sorted(schema.get("required", []))
+        if not required:
+            continue
+        response = client.open(concrete(path), method=method, headers=headers, json={})
+        assert response.status_code == 422, (method, path)
+        assert response.json["error"]["code"] == "missing_field"
+        assert response.json["error"]["message"] == f"missing field(s): {', '.join(required)}"
 
 
 def test_every_whole_number_query_parameter_refuses_text(client, as_admin):
