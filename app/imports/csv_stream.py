@@ -22,9 +22,9 @@ import csv
 import hashlib
 import io
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from typing import BinaryIO
 
 CHUNK = 1 << 18
@@ -191,10 +191,30 @@ END_MARKER = (b"\\.", b"\\.\r")  # a line COPY would take for the end of the dat
 QUOTED_MARKER = b'"\\."'  # the same value, as data
 
 
-def _has_odd_quotes(lines: list[bytes]) -> bool:
-    """Whether a line opens (or closes) a quoted field that spans lines. The counting runs in
-    C: one `bytes.count` per line, gathered into a set of the distinct counts."""
-    return any(count & 1 for count in set(map(bytes.count, lines, repeat(b'"'))))
+# Every byte but the quote and the newline: deleted, they leave each line as its quotes alone.
+_NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _one_line_each(body: bytes) -> int | None:
+    """How many lines `body` holds when each is one record COPY may read as it is (no quoted
+    field spans lines, no blank line, no line that is COPY's end marker `\\.`); else None.
+    Everything runs in C, in a few passes over the bytes."""
+    if not body or body[:1] == b"\n" or body[-1:] == b"\n" or _BLANK_LINE.search(body):
+        return None  # blank lines: COPY would read each as a record
+    if b"\r" in body and (body == b"\r" or body[:2] == b"\r\n" or body[-2:] == b"\n\r"):
+        return None
+    if b"\\" in body and any(line in END_MARKER for line in body.split(b"\n")):
+        return None
+    if b'"' not in body:
+        return body.count(b"\n") + 1
+    # Quotes and newlines alone, then without pairs of quotes (a pair never spans a newline):
+    # a quote left over is a line with an odd number of them, opening or closing a field that
+    # runs on to another line.
+    quotes = body.translate(None, _NOT_QUOTE_OR_NEWLINE)
+    if b'"' in quotes.replace(b'""', b""):
+        return None
+    return quotes.count(b"\n") + 1
 
 
 class RecordStream:
@@ -258,15 +278,12 @@ class RecordStream:
             body = b"".join([*tail, chunk[:cut]]) if tail else chunk[:cut]
             rest = chunk[cut + 1 :]
             tail, tail_size = ([rest] if rest else []), len(rest)
-            if pending is None and b'"' not in body and _plain(body):
-                out = self._one_line_records(body, body.count(b"\n") + 1)
+            lines = _one_line_each(body) if pending is None else None
+            if lines is not None:
+                out = self._one_line_records(body, lines)
             else:
-                parts = body.split(b"\n")
-                if pending is None and _plain(body) and not _has_odd_quotes(parts):
-                    out = self._one_line_records(body, len(parts))
-                else:
-                    out, pending = self._records(parts, pending)
-                    self._check_size(pending, tail_size)
+                out, pending = self._records(body.split(b"\n"), pending)
+                self._check_size(pending, tail_size)
             if out:
                 yield out
         last = b"".join(tail)
@@ -327,15 +344,3 @@ class RecordStream:
                 out.append(b"\n".join(pending))
                 pending = None
         return (b"\n".join(out) + b"\n" if out else b""), pending
-
-
-def _plain(body: bytes) -> bool:
-    """Whether the lines of `body` can go to COPY as they are: no blank line (COPY would read
-    one as a record), no line that is COPY's end marker `\\.`."""
-    if not body or body[:1] == b"\n" or body[-1:] == b"\n" or b"\n\n" in body:
-        return False
-    if body.startswith(b"\r\n") or b"\n\r\n" in body or body.endswith(b"\n\r") or body == b"\r":
-        return False
-    return b"\\." not in body or not any(
-        line in END_MARKER for line in body.split(b"\n") if line[:2] == b"\\."
-    )

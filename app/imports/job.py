@@ -102,8 +102,9 @@ class ImportJob:
         # This attempt's own table: another attempt of the same job may be alive (paused).
         table = sql.Identifier("workspace", f"import_{batch.id}_a{ctx.claim.attempt}")
         names = [sql.Identifier(f"c{n}") for n in range(1, len(header.names) + 1)]
-        # `rec`: the record's number, given in file order by the one COPY stream that fills it.
-        columns = [sql.SQL("rec bigint GENERATED ALWAYS AS IDENTITY")] + [
+        # `rec`: the record's number, given in file order by the one COPY stream that fills it
+        # (one session: its cached values follow on; a cache of 1 would cost a fifth more).
+        columns = [sql.SQL("rec bigint GENERATED ALWAYS AS IDENTITY (CACHE 10000)")] + [
             sql.SQL("{} text").format(name) for name in names
         ]
         cursor = conn.connection.dbapi_connection.cursor()
