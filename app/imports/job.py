@@ -109,7 +109,12 @@ class ImportJob:
         ]
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
+        # Unlogged: staged text is a step on the way, rebuilt from the file, so it is not
+        # written twice (table and WAL). A crash of the data server empties such a table:
+        # `lost_in_a_crash` says so to whoever reads it next.
+        cursor.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, sql.SQL(", ").join(columns))
+        )
         records = RecordStream(source, header, header.delimiter)
         copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, DELIMITER {}, ENCODING {})").format(
             table, sql.SQL(", ").join(names), sql.Literal(header.delimiter), sql.Literal(pg_name)

@@ -20,6 +20,7 @@ from app.db.session import BackofficeSession
 from app.errors import Refused
 from app.imports.csv_stream import CHUNK, CsvError, parse_delimiter, pg_encoding
 from app.imports.lines import line_of
+from app.imports.staged import require_staged
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch, ImportFile, ImportLine
 from app.transforms import service as transforms
@@ -119,10 +120,7 @@ def staged_rows(
     session: BackofficeSession, batch: ImportBatch, *, offset: int, limit: int
 ) -> list[dict[str, Any]]:
     """Rows `offset + 1` to `offset + limit`, keyed by header, with their source lines."""
-    if batch.status != "staged":
-        raise Refused(
-            f"import {batch.id} is {batch.status}, not staged", code="not_staged", status=409
-        )
+    require_staged(session, batch)
     names = batch.header or []
     query = sql.SQL(
         "SELECT {line}, {values} FROM {staging} s WHERE rec > %s AND rec <= %s ORDER BY rec"

@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Connection, select, text
 
 from app.datasets import DATASETS
+from app.imports.staged import LOST, lost_in_a_crash
 from app.jobs.runner import JobContext, JobFailed
 from app.models.data.workspace import ImportBatch, Transform
 from app.transforms.service import COUNTS, plan_for, server_refusal
@@ -52,6 +53,9 @@ class TransformJob:
             refusal = server_refusal(conn, counting=True)
             if refusal:
                 raise JobFailed(refusal)
+            cursor = conn.connection.dbapi_connection.cursor()
+            if lost_in_a_crash(cursor, batch.id, batch.rows_staged):
+                raise JobFailed(LOST.format(id=batch.id))
         plan = plan_for(
             batch,
             DATASETS[transform.dataset],

@@ -18,6 +18,7 @@ from app.datasets import DATASETS
 from app.datasets.base import Dataset
 from app.db.session import BackofficeSession
 from app.errors import Refused
+from app.imports.staged import require_staged
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch, Transform, TransformError
 from app.transforms.sql import Plan
@@ -118,10 +119,7 @@ def _checked(
             "max_rejects must be a whole number of at least 0", code="invalid_field", status=422
         )
     batch = session.get_or_404(ImportBatch, import_id, "import")
-    if batch.status != "staged":
-        raise Refused(
-            f"import {import_id} is {batch.status}, not staged", code="not_staged", status=409
-        )
+    require_staged(session, batch)
     references.customer(session, batch.customer_id)
     resolved, extra = resolve_mapping(dataset, batch.header or [], mapping, match_names=match_names)
     return batch, resolved, extra
