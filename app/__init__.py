@@ -105,10 +105,15 @@ def _end_web_statement_limits(exc: BaseException | None) -> None:
 
 
 def build_backoffice(
-    config: Settings | Mapping[str, str] | None = None, *, own_embedded: bool = False
+    config: Settings | Mapping[str, str] | None = None,
+    *,
+    own_embedded: bool = False,
+    listen: bool = True,
 ) -> Backoffice:
     """Engines, sessions, the change listener and the caches, without the web app: what the
-    app holds, and all a CLI command or a worker needs (without Flask's import cost)."""
+    app holds, and all a CLI command or a worker needs (without Flask's import cost).
+    `listen=False`: no change listener, so the caches stay off and every lookup asks the
+    database (a short command, which looks up a handful of things)."""
     from app.auth.session_cache import session_cache
     from app.database_url import database_tls_warnings
     from app.db.engines import Engines
@@ -134,8 +139,8 @@ def build_backoffice(
         for warning in database_tls_warnings(settings):
             log.warning("%s", warning)
 
-    listen = settings.listen_target
-    notices = Notices(listen.conninfo if listen else None)
+    target = settings.listen_target if listen else None
+    notices = Notices(target.conninfo if target else None)
     bo = Backoffice(
         settings=settings,
         engines=engines,

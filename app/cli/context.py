@@ -34,11 +34,14 @@ class CliContext:
     def __init__(self) -> None:
         self._backoffice: Backoffice | None = None
 
-    def backoffice(self) -> Backoffice:
+    def backoffice(self, *, listen: bool = False) -> Backoffice:
+        """Built on first use. A command keeps no change listener unless it asks (a worker,
+        which runs for days): a command lives seconds, looks up a few things, and a listener's
+        thread would only contend with its per-row loops (a tenth of an export's time)."""
         if self._backoffice is None:
             from app import build_backoffice
 
-            self._backoffice = build_backoffice(own_embedded=True)
+            self._backoffice = build_backoffice(own_embedded=True, listen=listen)
         return self._backoffice
 
     def flask_app(self) -> Flask:
@@ -49,12 +52,13 @@ class CliContext:
         return app
 
 
-def backoffice() -> Backoffice:
-    """This process's backoffice: built by the `backoffice` group on first use, or, under
-    `flask --app app ...`, the loaded app's (Flask pushes its context for the app's commands)."""
+def backoffice(*, listen: bool = False) -> Backoffice:
+    """This process's backoffice: built by the `backoffice` group on first use (with a change
+    listener when `listen`), or, under `flask --app app ...`, the loaded app's (Flask pushes
+    its context for the app's commands)."""
     own = click.get_current_context().find_object(CliContext)
     if own is not None:
-        return own.backoffice()
+        return own.backoffice(listen=listen)
 
     return current_backoffice()
 

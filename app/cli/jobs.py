@@ -45,7 +45,7 @@ def worker_command(concurrency: int, kinds: tuple[str, ...]) -> None:
             stream=sys.stderr,
         )
     click.echo(f"worker: {concurrency} at a time, kinds: {', '.join(kinds) or 'all'}", err=True)
-    bo = backoffice()
+    bo = backoffice(listen=True)  # it runs for days: its caches follow the change notices
     chores = [hourly_chore(bo)] if bo.settings.prune_interval_seconds else []
     Worker(bo, concurrency, list(kinds) or None, chores).run()
 
