@@ -1,8 +1,9 @@
-"""The API's input, declared once: pydantic models of JSON bodies and query strings.
+"""The API's input, declared once: pydantic models of JSON bodies, forms and query strings.
 
-A view says what it takes with `@takes(body=Model, query=Model)`; the view is then called with
-the validated model as `body=` / `query=`, so services receive `int`, `str` and `bool`, never
-whatever a caller sent. The same declarations give the OpenAPI document (app/api/openapi.py).
+A view says what it takes with `@takes(body=..., query=..., form=...)`; the view is then called
+with the validated models as `body=` / `query=` / `form=` (and `files=`), so services receive
+`int`, `str` and `bool`, never whatever a caller sent. The same declarations give the OpenAPI
+document (app/api/openapi.py).
 
 Refusals keep the API's one error shape (`{"error": {"code", "message"}}`):
 415 `unsupported_media_type` (not JSON), 400 `invalid_json` (not an object),

@@ -21,6 +21,7 @@ Runs its own transactions (like the retention prune), so it takes the backoffice
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,12 +85,15 @@ def purge_customer_data(
     _stop_jobs(bo, customer_id, code, wait_seconds)
     purge = Purge()
     try:
-        for step in _steps(bo, customer_id, batch_size):
-            if deadline is not None and time.monotonic() > deadline:
-                return purge
-            with session_scope(factory) as session:
-                kind, n = step(session)
-            purge.add(kind, n)
+        for kind, size, one_batch in _steps(bo, customer_id, batch_size):
+            while True:  # a kind's batches, until one comes back short
+                if deadline is not None and time.monotonic() > deadline:
+                    return purge
+                with session_scope(factory) as session:
+                    removed = one_batch(session, size)
+                purge.add(kind, removed)
+                if removed < size:
+                    break
         purge.done = True
         return purge
     finally:
@@ -138,31 +142,20 @@ def _unfinished(session: BackofficeSession, customer_id: int) -> list[Job]:
     return list(session.scalars(unfinished))
 
 
-def _steps(bo: Backoffice, customer_id: int, batch_size: int):
-    """Each step runs one batch in a session and says (kind, rows removed); the steps of a
-    table repeat until a batch comes back short."""
+Batch = Callable[[BackofficeSession, int], int]  # removes at most that many; how many went
+
+
+def _steps(bo: Backoffice, customer_id: int, batch_size: int) -> list[tuple[str, int, Batch]]:
+    """What goes, in order: (kind, batch size, one batch)."""
     params = {"customer": customer_id}
 
-    def repeat(one_batch, size: int):
-        while True:
-            result: list[int] = []
+    def errors(session: BackofficeSession, size: int) -> int:
+        return _delete_some(session, ERRORS[0], ERRORS[1], params, size)
 
-            def step(session, one_batch=one_batch, result=result):
-                kind, n = one_batch(session, size)
-                result.append(n)
-                return kind, n
+    def tables(session: BackofficeSession, size: int) -> int:
+        return _drop_work_tables(session, customer_id, size)
 
-            yield step
-            if result and result[0] < size:
-                return
-
-    def errors(session: BackofficeSession, size: int) -> tuple[str, int]:
-        return ERRORS[0], _delete_some(session, ERRORS[0], ERRORS[1], params, size)
-
-    def tables(session: BackofficeSession, size: int) -> tuple[str, int]:
-        return "tables", _drop_work_tables(session, customer_id, size)
-
-    def files(session: BackofficeSession, size: int) -> tuple[str, int]:
+    def files(session: BackofficeSession, size: int) -> int:
         conn = session.connection_for("data")
         rows = conn.execute(
             text(
@@ -172,17 +165,22 @@ def _steps(bo: Backoffice, customer_id: int, batch_size: int):
             {**params, "limit": size},
         ).all()
         remove_files(conn, export_dir(bo.settings, bo.instance_path), rows)
-        return "export_files", len(rows)
+        return len(rows)
 
-    yield from repeat(errors, batch_size)
-    yield from repeat(tables, 100)
-    yield from repeat(files, batch_size)
-    for table in _owned_tables():
+    def rows_of(table: str) -> Batch:
+        return lambda session, size: _delete_some(
+            session, table, "customer_id = :customer", params, size
+        )
 
-        def rows(session: BackofficeSession, size: int, table=table) -> tuple[str, int]:
-            return table, _delete_some(session, table, "customer_id = :customer", params, size)
-
-        yield from repeat(rows, IMPORT_BATCH if table == "workspace.imports" else batch_size)
+    return [
+        (ERRORS[0], batch_size, errors),
+        ("tables", 100, tables),
+        ("export_files", batch_size, files),
+        *(
+            (table, IMPORT_BATCH if table == "workspace.imports" else batch_size, rows_of(table))
+            for table in _owned_tables()
+        ),
+    ]
 
 
 def _owned_tables() -> list[str]:
