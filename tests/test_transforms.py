@@ -231,3 +231,55 @@ def test_transform_routes_and_datasets(bulk_app, bo, customer):
         "/api/transforms", headers=headers, json={"import_id": import_id, "dataset": "products"}
     )
     assert refused.status_code == 422 and refused.json["error"]["code"] == "inactive_customer"
+
+
+def test_batch_by_batch_counts_what_one_upsert_of_the_file_counts(bo, customer, monkeypatch):
+    """Upserted in batches of 3 as they are cast: new, changed and equal rows over stored
+    ones are counted as one upsert of the whole file counts them."""
+    stored = "".join(f"S{n},Old {n},{n},EUR\n" for n in range(10))
+    run_transform(bo, run_import(bo, customer, PRODUCT_HEADER + stored))
+    # S5..S9 stored; the even ones change their name, the odd ones stay; S10..S14 are new.
+    lines = "".join(f"S{n},{'Old' if n % 2 else 'New'} {n},{n},EUR\n" for n in range(5, 15))
+    monkeypatch.setattr(transform_job, "BATCH", 3)
+    transform, outcome = run_transform(bo, run_import(bo, customer, PRODUCT_HEADER + lines))
+    assert outcome.status == "succeeded"
+    assert counts(transform) == {
+        "inserted": 5,
+        "updated": 2,
+        "unchanged": 3,
+        "rejected": 0,
+        "superseded": 0,
+    }
+    names = {r["sku"]: r["name"] for r in reference_rows(bo, "products", customer)}
+    assert len(names) == 15 and names["S6"] == "New 6" and names["S7"] == "Old 7"
+    assert typed_tables(bo) == []
+
+
+def test_a_key_repeated_in_a_later_batch_supersedes_an_unchanged_row(bo, customer, monkeypatch):
+    """The first S1 equals the stored row (its batch writes nothing), the second, in the next
+    batch, changes it: one update and one superseded row, as for the whole file at once."""
+    run_transform(bo, run_import(bo, customer, PRODUCT_HEADER + "S1,A,1,EUR\n"))
+    monkeypatch.setattr(transform_job, "BATCH", 2)
+    content = PRODUCT_HEADER + "S1,A,1,EUR\nS2,X,2,EUR\nS3,Y,3,EUR\nS1,B,1,EUR\n"
+    transform, outcome = run_transform(bo, run_import(bo, customer, content))
+    assert outcome.status == "succeeded"
+    assert counts(transform) == {
+        "inserted": 2,
+        "updated": 1,
+        "unchanged": 0,
+        "rejected": 0,
+        "superseded": 1,
+    }
+    names = {r["sku"]: r["name"] for r in reference_rows(bo, "products", customer)}
+    assert names == {"S1": "B", "S2": "X", "S3": "Y"}, "the last row of a key wins"
+
+
+def test_batches_upserted_before_the_reject_limit_is_passed_are_undone(bo, customer, monkeypatch):
+    monkeypatch.setattr(transform_job, "BATCH", 2)
+    content = PRODUCT_HEADER + "S1,A,1,EUR\nS2,B,2,EUR\nS3,C,3,EUR\nS4,D,x,EUR\nS5,E,y,EUR\n"
+    transform, outcome = run_transform(bo, run_import(bo, customer, content), max_rejects=1)
+    assert outcome.status == "failed"
+    assert counts(transform)["rejected"] == 2 and counts(transform)["inserted"] == 0
+    assert reference_rows(bo, "products", customer) == [], "nothing published"
+    assert [line for line, *_ in rejections(bo, transform.import_id)] == [5, 6]
+    assert typed_tables(bo) == []

@@ -38,8 +38,8 @@ VERSION_TABLES: dict[EngineRole, str] = {
 VERSION_SCHEMA = "public"
 ROLE_TABLE = "backoffice_engine_roles"
 # The jobs' own tables: an import's staged rows (per attempt until published), whose shape is
-# the file's, and a transform attempt's cast rows, dropped at its publish.
-STAGING_TABLE = re.compile(r"^(import_[0-9]+(_a[0-9]+)?|transform_[0-9]+_a[0-9]+)$")
+# the file's, and a transform attempt's cast rows (one partition per batch), dropped at its publish.
+STAGING_TABLE = re.compile(r"^(import_[0-9]+(_a[0-9]+)?|transform_[0-9]+_a[0-9]+(_p[0-9]+)?)$")
 
 
 class WrongDatabase(ConfigError):

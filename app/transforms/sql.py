@@ -26,6 +26,14 @@ from app.transforms.currencies import ISO_4217
 TIME_CHARACTERS = "0123456789:.+-TZ "  # what may follow an ISO date in a timestamp
 BOOLEANS = ("true", "false", "yes", "no", "1", "0", "t", "f")
 TRUE = ("true", "yes", "1", "t")
+SQL_TYPES = {  # what each field type's cast gives
+    "text": "text",
+    "numeric": "numeric",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamptz",
+    "currency": "text",
+}
 
 REASONS = {
     "numeric": "not a number (digits, an optional sign and '.' as the decimal mark; no "
@@ -165,13 +173,42 @@ class Plan:
         return found
 
     def typed_table(self) -> sql.Composable:
-        """The attempt's table of cast rows: each row is cast and checked once, then read by
-        the error pass and by the upsert (`ok`: no reason to refuse it). Unlogged: it is
-        rebuilt from the staged text by a retry, never recovered."""
-        kind = sql.SQL("TEMPORARY" if self.temporary else "UNLOGGED")
-        return sql.SQL("CREATE {} TABLE {} AS {} WITH NO DATA").format(
-            kind, self._typed, self._typed_rows(sql.SQL("false"))
+        """A preview's table of cast rows (`ok`: no reason to refuse the row)."""
+        return sql.SQL("CREATE TEMPORARY TABLE {} AS {} WITH NO DATA").format(
+            self._typed, self._typed_rows(sql.SQL("false"))
         )
+
+    def partitioned_table(self, batch: int, total: int) -> list[sql.Composable]:
+        """The attempt's table of cast rows, one partition per batch of `batch` records (rec
+        ranges (k * batch, (k + 1) * batch]): each row is cast and checked once, then the
+        batch's upsert reads its own partition, not the whole table, and the error pass reads
+        the refused rows. Unlogged: a retry rebuilds it from the staged text, never recovers
+        it."""
+        columns = [
+            sql.SQL("rec bigint"),
+            *(
+                sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(SQL_TYPES[f.type]))
+                for f in self.dataset.fields
+            ),
+            sql.SQL("ok boolean"),
+        ]
+        statements = [
+            sql.SQL("CREATE TABLE {} ({}) PARTITION BY RANGE (rec)").format(
+                self._typed, sql.SQL(", ").join(columns)
+            )
+        ]
+        for k, low in enumerate(range(0, max(total, 1), batch)):
+            statements.append(
+                sql.SQL(
+                    "CREATE UNLOGGED TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
+                ).format(
+                    sql.Identifier("workspace", f"{self.typed}_p{k}"),
+                    self._typed,
+                    sql.Literal(low + 1),
+                    sql.Literal(low + batch + 1),
+                )
+            )
+        return statements
 
     def cast_batch(self) -> sql.Composable:
         """Cast and check the staged records of a rec range (%s, %s) into the typed table;
@@ -237,13 +274,14 @@ class Plan:
             tests.append(sql.SQL("({}) IS NOT FALSE").format(sql.SQL(rule.sql)))
         return sql.SQL(" AND ").join(tests) if tests else sql.SQL("true")
 
-    def _valid_rows(self, *, deduplicate: bool) -> sql.Composable:
-        """The valid typed rows; with `deduplicate`, of rows sharing a key only the last in
-        the file."""
+    def _valid_rows(self, *, deduplicate: bool, batch: bool = False) -> sql.Composable:
+        """The valid typed rows (of the rec range (%s, %s) only, with `batch`); with
+        `deduplicate`, of rows sharing a key only the last in the file."""
         key = [sql.SQL("x.{}").format(sql.Identifier(k)) for k in self.dataset.key]
         return sql.SQL(
-            "SELECT {distinct} x.rec, {xfields} FROM {typed} x WHERE x.ok {order}"
+            "SELECT {distinct} x.rec, {xfields} FROM {typed} x WHERE x.ok {batch} {order}"
         ).format(
+            batch=sql.SQL("AND x.rec > %s AND x.rec <= %s" if batch else ""),
             distinct=sql.SQL("DISTINCT ON ({})").format(sql.SQL(", ").join(key))
             if deduplicate
             else sql.SQL(""),
@@ -262,10 +300,12 @@ class Plan:
             sql.SQL(", ").join(sql.SQL("{}.{}").format(incoming, sql.Identifier(n)) for n in names),
         )
 
-    def upsert(self, customer_id: int, import_id: int, *, deduplicate: bool) -> sql.Composable:
-        """Insert or update the valid rows (its row count: inserted + updated; rows equal to
-        the stored ones are not written). With `deduplicate`, of rows sharing a key only the
-        last in the file is kept."""
+    def upsert(
+        self, customer_id: int, import_id: int, *, deduplicate: bool, batch: bool = False
+    ) -> sql.Composable:
+        """Insert or update the valid rows (of the rec range (%s, %s) only, with `batch`); its
+        row count: inserted + updated (rows equal to the stored ones are not written). With
+        `deduplicate`, of rows sharing a key only the last in the file is kept."""
         d = self.dataset
         names = [f.name for f in d.fields]
         fields = sql.SQL(", ").join(map(sql.Identifier, names))
@@ -281,7 +321,7 @@ class Plan:
             fields=fields,
             cid=_lit(customer_id),
             iid=_lit(import_id),
-            source=self._valid_rows(deduplicate=deduplicate),
+            source=self._valid_rows(deduplicate=deduplicate, batch=batch),
             key=key,
             sets=sql.SQL(", ").join(
                 sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
