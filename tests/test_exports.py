@@ -1,6 +1,7 @@
 """Exports: the round trip, gzip, no half files, generated names, and the routes."""
 
 import csv
+import gc
 import gzip
 import io
 import json
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db.session import session_scope
+from app.exports import job as export_job
 from app.exports import service as exports
 from app.jobs import runner
 from app.jobs.worker import run_now
@@ -73,6 +75,25 @@ def test_exports_have_a_header_stable_columns_and_key_order(bo, customer, tmp_pa
     assert rows[0] == PRODUCTS.splitlines()[0].split(",")
     assert [r[0] for r in rows[1:]] == ["S1", "S2", "S3"]
     assert rows[1][1] == 'Say "hi"\nsecond line'
+
+
+def test_the_cycle_collector_is_off_while_rows_stream_and_on_again_after(
+    bo, customer, tmp_path, monkeypatch
+):
+    run_transform(bo, run_import(bo, customer, PRODUCTS), "products")
+    seen = []
+    original = export_job._open_output
+    monkeypatch.setattr(
+        export_job, "_open_output", lambda *a: seen.append(gc.isenabled()) or original(*a)
+    )
+    run_export(bo, customer, "products", output=tmp_path / "p.csv")
+    assert seen == [False] and gc.isenabled()
+    gc.disable()  # off before (another export running): left off
+    try:
+        run_export(bo, customer, "products", output=tmp_path / "q.csv")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_gzip_output_is_readable_by_gzip(bo, customer, tmp_path):

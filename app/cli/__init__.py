@@ -136,7 +136,9 @@ def register_commands(app: Flask) -> None:
 
 
 def main() -> None:
-    """Console entry point: configuration and connection problems are one line, not a trace."""
+    """Console entry point: configuration and connection problems are one line, not a trace.
+    The cycle collector is off until the command has built what it uses (`collect_again`)."""
+    gc.disable()
     try:
         cli.main(prog_name="backoffice")
     except Exception as exc:

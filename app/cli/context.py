@@ -7,6 +7,7 @@ Only click is imported here at module level: every command module imports this o
 
 from __future__ import annotations
 
+import gc
 import getpass
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ class CliContext:
             from app import build_backoffice
 
             self._backoffice = build_backoffice(own_embedded=True, listen=listen)
+            collect_again()
         return self._backoffice
 
     def flask_app(self) -> Flask:
@@ -49,7 +51,17 @@ class CliContext:
 
         app = create_app(own_embedded=True)
         self._backoffice = app.extensions["backoffice"]
+        collect_again()
         return app
+
+
+def collect_again() -> None:
+    """The cycle collector back on once the command's imports and its backoffice are made
+    (`main` turns it off first: they make hundreds of thousands of objects and no garbage,
+    and the collector walked them again and again, a tenth of a second of every command).
+    What they made is frozen, so that later collections skip it."""
+    gc.freeze()
+    gc.enable()
 
 
 def backoffice(*, listen: bool = False) -> Backoffice:

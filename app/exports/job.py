@@ -9,8 +9,10 @@ transforming again gives the same rows.
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import os
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,6 +72,21 @@ def _open_output(fd: int, format: str) -> BinaryIO:
             gzip.GzipFile(filename="", mode="wb", fileobj=handle, compresslevel=6), handle
         )
     return handle
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off while rows stream. The copy makes a few objects per row
+    and no cycles (refcounting frees them all), but every so many objects the collector walks
+    the whole heap, which in this process (SQLAlchemy, the app) is large: at 10M rows that cost
+    a fifth of the export's time. Several exports at once: the first to end turns it back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Closing(contextlib.AbstractContextManager):
@@ -139,6 +156,7 @@ class ExportJob:
         cursor = conn.connection.dbapi_connection.cursor()
         written = 0
         with (
+            _no_cycle_collection(),
             _open_output(fd, export.format) as out,
             cursor.copy(
                 copy_statement(
