@@ -2,6 +2,7 @@
 casting on several connections, and the routes. Jobs run for real on committed databases."""
 
 import dataclasses
+import threading
 import time
 
 from sqlalchemy import text
@@ -23,6 +24,7 @@ from tests.bulk import (
     run_import,
     run_transform,
     typed_tables,
+    wait_for,
 )
 from tests.conftest import create_user, login, queue_import
 
@@ -283,3 +285,50 @@ def test_batches_upserted_before_the_reject_limit_is_passed_are_undone(bo, custo
     assert reference_rows(bo, "products", customer) == [], "nothing published"
     assert [line for line, *_ in rejections(bo, transform.import_id)] == [5, 6]
     assert typed_tables(bo) == []
+
+
+def test_cancelling_a_transform_stops_its_casts_and_its_writes_and_leaves_nothing(
+    bo, customer, monkeypatch
+):
+    """The writer waits on a lock, for certain mid-statement, while the casters work through
+    their batches; a cancel stops both and publishes nothing."""
+    monkeypatch.setattr(transform_job, "BATCH", 2)
+    content = PRODUCT_HEADER + "".join(f"S{n},N{n},{n},EUR\n" for n in range(40))
+    import_id = run_import(bo, customer, content)
+    with session_scope(bo.session_factory) as session:
+        transform = transforms.create(
+            session, bo.references, import_id=import_id, dataset="products", created_by=None
+        )
+        transform_id, job_id = transform.id, transform.job_id
+    outcome = {}
+    with bo.engines.begin("data") as blocker:
+        blocker.execute(text("LOCK TABLE reference.products IN ACCESS EXCLUSIVE MODE"))
+        runner_thread = threading.Thread(target=lambda: outcome.update(result=run_now(bo, job_id)))
+        runner_thread.start()
+        assert wait_for(lambda: typed_partitions_filled(bo, transform_id) > 0, 10)
+        with bo.engines.begin("data") as conn:
+            conn.execute(
+                text("UPDATE workspace.jobs SET cancel_requested = true WHERE id = :id"),
+                {"id": job_id},
+            )
+        runner_thread.join(timeout=10)
+    assert outcome["result"].status == "cancelled"
+    with bo.session_factory() as session:
+        assert transforms.get(session, transform_id).status == "cancelled"
+    assert reference_rows(bo, "products", customer) == []
+    assert typed_tables(bo) == []
+
+
+def typed_partitions_filled(bo, transform_id: int) -> int:
+    """How many of a transform's typed partitions hold cast rows (committed batches)."""
+    with bo.engines.connect("data") as conn:
+        names = conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'workspace' AND tablename ~ :p"
+            ),
+            {"p": f"^transform_{transform_id}_a[0-9]+_p[0-9]+$"},
+        ).scalars()
+        return sum(
+            conn.execute(text(f'SELECT count(*) > 0 FROM workspace."{name}"')).scalar()
+            for name in list(names)
+        )

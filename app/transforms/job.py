@@ -160,7 +160,7 @@ class _Casting:
     commits, so that its upsert runs while the next batches are cast."""
 
     def __init__(self, ctx: JobContext, plan: Plan, total: int) -> None:
-        self.ctx, self.plan, self.total = ctx, plan, total
+        self.ctx, self.plan = ctx, plan
         self.refused = 0  # rows refused so far
         self._lows = iter(range(0, max(total, 1), BATCH))
         self._lock = threading.Lock()
