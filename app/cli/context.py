@@ -58,7 +58,7 @@ class CliContext:
 def collect_again() -> None:
     """The cycle collector back on once the command's imports and its backoffice are made
     (`main` turns it off first: they make hundreds of thousands of objects and no garbage,
-    and the collector walked them again and again, a tenth of a second of every command).
+    and the collector walked them again and again: a few hundredths of a second of a command).
     What they made is frozen, so that later collections skip it."""
     gc.freeze()
     gc.enable()
