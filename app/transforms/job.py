@@ -266,32 +266,27 @@ class _Batches:
             # Every valid row a new key: none repeats. Otherwise, count the keys.
             if inserted == valid or self._distinct() == valid:
                 self.cursor.execute("RELEASE SAVEPOINT batches")
-                updated = self.written - inserted
-                return {
-                    "inserted": inserted,
-                    "updated": updated,
-                    "unchanged": valid - inserted - updated,
-                    "superseded": 0,
-                }
+                return _counted(inserted, self.written, distinct=valid, valid=valid)
             self.undo()
         self.cursor.execute("RELEASE SAVEPOINT batches")
-        return self._upsert_whole(valid)
-
-    def _distinct(self) -> int:
-        return self.cursor.execute(self.plan.distinct_valid()).fetchone()[0]
-
-    def _upsert_whole(self, valid: int) -> dict[str, int]:
-        """One upsert of every valid row, the last row of each key kept."""
+        # One upsert of every valid row, the last row of each key kept.
         before = self._inserted()  # the rolled-back batches count too
         written = self.cursor.execute(
             self.plan.upsert(self.customer_id, self.import_id, deduplicate=True)
         ).rowcount
         inserted = self._inserted() - before
-        distinct = self._distinct()
-        updated = written - inserted
-        return {
-            "inserted": inserted,
-            "updated": updated,
-            "unchanged": distinct - inserted - updated,
-            "superseded": valid - distinct,
-        }
+        return _counted(inserted, written, distinct=self._distinct(), valid=valid)
+
+    def _distinct(self) -> int:
+        return self.cursor.execute(self.plan.distinct_valid()).fetchone()[0]
+
+
+def _counted(inserted: int, written: int, *, distinct: int, valid: int) -> dict[str, int]:
+    """A transform's counts from its new keys, its rows written, and its valid rows' keys."""
+    updated = written - inserted
+    return {
+        "inserted": inserted,
+        "updated": updated,
+        "unchanged": distinct - inserted - updated,
+        "superseded": valid - distinct,
+    }
