@@ -25,11 +25,14 @@ def list_datasets():
 
 class NewTransform(Body):
     """Cast a staged import into a dataset. Columns match headers by name unless `mapping`
-    says otherwise; `dry_run` previews the first rows and creates nothing."""
+    says otherwise (a column mapped to null is cleared on updated rows; a column nothing maps
+    keeps its stored value); `dry_run` previews the first rows and creates nothing."""
 
     import_id: int
     dataset: Text = Field(description="a name from GET /api/datasets")
-    mapping: dict[str, str] | None = Field(default=None, description="column: header")
+    mapping: dict[str, str | None] | None = Field(
+        default=None, description="column: header, or null to clear the column"
+    )
     max_rejects: Offset | None = Field(default=None, description="fail past this many rejects")
     dry_run: bool = False
 

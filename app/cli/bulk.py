@@ -113,13 +113,17 @@ def _say_import(payload: dict[str, Any]) -> list[str]:
 # -- transform -------------------------------------------------------------------------------
 
 
-def _parse_mapping(mappings: tuple[str, ...]) -> dict[str, str]:
-    mapping = {}
+def _parse_mapping(mappings: tuple[str, ...], cleared: tuple[str, ...]) -> dict[str, str | None]:
+    mapping: dict[str, str | None] = {}
     for item in mappings:
         column, sep, header = item.partition("=")
         if not sep or not column:
             raise click.BadParameter(f"{item!r}: use COLUMN=HEADER", param_hint="--map")
         mapping[column.strip()] = header
+    for column in cleared:
+        if column.strip() in mapping:
+            raise click.BadParameter(f"{column!r} is both mapped and cleared", param_hint="--clear")
+        mapping[column.strip()] = None
     return mapping
 
 
@@ -134,6 +138,14 @@ def _parse_mapping(mappings: tuple[str, ...]) -> dict[str, str]:
     help="Take a dataset column from a header of another name (repeatable).",
 )
 @click.option(
+    "--clear",
+    "cleared",
+    multiple=True,
+    metavar="COLUMN",
+    help="Empty this column on the rows the transform updates (repeatable). A column the file "
+    "does not map is otherwise left as stored.",
+)
+@click.option(
     "--max-rejects",
     type=click.IntRange(min=0),
     help="Fail, publishing nothing, above this many rejected rows.",
@@ -146,12 +158,12 @@ def _parse_mapping(mappings: tuple[str, ...]) -> dict[str, str]:
 @queue_it
 @one_json
 def transform_command(
-    import_id, dataset, mappings, max_rejects, dry_run, run_async, as_json
+    import_id, dataset, mappings, cleared, max_rejects, dry_run, run_async, as_json
 ) -> None:
     """Cast a staged import into a dataset's reference table for its customer."""
     from app.transforms import service as transforms
 
-    mapping = _parse_mapping(mappings) or None
+    mapping = _parse_mapping(mappings, cleared) or None
     bo = backoffice()
     if dry_run:
         if run_async:
@@ -203,12 +215,21 @@ def _say_transform(payload: dict[str, Any]) -> list[str]:
     made, job = payload["transform"], payload["job"]
     line = outcome("transform", made, job)
     done = f"transform {made['id']} of import {made['import_id']} into {made['dataset']} succeeded"
-    lines = [line or done]
+    lines = [line or done, *_said_columns(made["columns"])]
     if "rejected" in made:  # the counts, once it ran (a refused transform counts its rejects too)
         lines.append(", ".join(f"{name} {made.get(name, 0):,}" for name in COUNTS))
         if made["rejected"]:
             lines.append(f"rejected rows: backoffice imports errors {made['import_id']}")
     return lines
+
+
+def _said_columns(use: dict[str, list[str]]) -> list[str]:
+    """Which columns a transform writes, clears and leaves as stored, one line each."""
+    said = [f"written: {', '.join(use['written'])}"]
+    if use["cleared"]:
+        said.append(f"cleared: {', '.join(use['cleared'])}")
+    said.append(f"left as stored: {', '.join(use['untouched']) or 'none'}")
+    return said
 
 
 def _print_preview(found, as_json: bool) -> None:
@@ -224,6 +245,17 @@ def _print_preview(found, as_json: bool) -> None:
         f"preview: {which} of import {found.import_id} as {found.dataset}; nothing was written"
     )
     click.echo(", ".join(f"{name} {found.counts[name]:,}" for name in found.counts))
+    for line in _said_columns(found.columns):
+        click.echo(line)
+    if found.changes:
+        changed = ", ".join(f"{n} {c:,}" for n, c in found.changed_columns.items() if c)
+        click.echo(f"stored values that would change: {changed}")
+    for change in found.changes:
+        key = ", ".join(f"{k}={v}" for k, v in change["key"].items())
+        for name, pair in change["fields"].items():
+            click.echo(f"line {change['line']}, {key}: {name}: {pair['from']!r} -> {pair['to']!r}")
+    if found.counts["updated"] > len(found.changes):
+        click.echo("... the first changed rows only")
     if found.over_max_rejects:
         click.echo(f"more than --max-rejects {found.max_rejects}: the transform would fail")
     for r in found.rejects:

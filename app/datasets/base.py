@@ -75,6 +75,18 @@ class Dataset:
     def required(self) -> list[str]:
         return [f.name for f in self.fields if f.required]
 
+    def column_use(self, mapping: dict[str, str | None]) -> dict[str, list[str]]:
+        """Which columns a transform with `mapping` (field -> header, or None to clear)
+        writes from a header, clears (NULL on the rows it updates), and leaves untouched (as
+        stored on updated rows, NULL on inserted ones), in column order."""
+        use: dict[str, list[str]] = {"written": [], "cleared": [], "untouched": []}
+        for f in self.fields:
+            if f.name not in mapping:
+                use["untouched"].append(f.name)
+            else:
+                use["written" if mapping[f.name] is not None else "cleared"].append(f.name)
+        return use
+
     def as_dict(self) -> dict:
         return {
             "name": self.name,

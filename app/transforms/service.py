@@ -27,6 +27,7 @@ from app.transforms.sql import Plan
 # lists the refused values of the first PREVIEW_REJECTS refused rows.
 PREVIEW_ROWS = 10_000
 PREVIEW_REJECTS = 20
+PREVIEW_CHANGES = 50  # stored rows shown value by value, of those the preview would change
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
 
 
@@ -55,14 +56,16 @@ def likely_dataset(header: list[str]) -> Dataset:
 def resolve_mapping(
     dataset_name: str,
     header: list[str],
-    explicit: dict[str, str] | None,
+    explicit: dict[str, str | None] | None,
     *,
     match_names: bool = True,
-) -> tuple[dict[str, str], list[str]]:
-    """(field -> header name, extra headers). Refuses unknown fields or headers, and required
-    fields that nothing maps, naming them, before any work starts. `match_names=False`: the
-    explicit mapping is the whole mapping (a form that lists every column, some left unmapped
-    on purpose)."""
+) -> tuple[dict[str, str | None], list[str]]:
+    """(field -> header name, or None for a column cleared on purpose; extra headers).
+    Refuses unknown fields or headers, clearing a key or required column, and required fields
+    that nothing maps, naming them, before any work starts. A column that is neither mapped
+    nor cleared keeps its stored value on the rows the transform updates
+    (docs/DATASETS.md). `match_names=False`: the explicit mapping is the whole mapping (a form
+    that lists every column, some left unmapped on purpose)."""
     dataset = DATASETS.get(dataset_name)
     if dataset is None:
         raise Refused(
@@ -70,27 +73,33 @@ def resolve_mapping(
             code="unknown_dataset",
             status=422,
         )
-    fields = {f.name for f in dataset.fields}
-    mapping: dict[str, str] = {}
-    if explicit is not None:
-        for field, head in explicit.items():
-            if field not in fields:
-                raise Refused(
-                    f"mapping names {field!r}, which is not a column of {dataset.name}",
-                    code="invalid_mapping",
-                    status=422,
-                )
-            if head not in header:
-                raise Refused(
-                    f"mapping names header {head!r}, which the file does not have",
-                    code="invalid_mapping",
-                    status=422,
-                )
-            mapping[field] = head
+    fields = {f.name: f for f in dataset.fields}
+    mapping: dict[str, str | None] = {}
+    for field, head in (explicit or {}).items():
+        if field not in fields:
+            raise Refused(
+                f"mapping names {field!r}, which is not a column of {dataset.name}",
+                code="invalid_mapping",
+                status=422,
+            )
+        if head is None and (field in dataset.key or fields[field].required):
+            what = "key" if field in dataset.key else "required"
+            raise Refused(
+                f"{field} is a {what} column of {dataset.name}: it cannot be cleared",
+                code="invalid_mapping",
+                status=422,
+            )
+        if head is not None and head not in header:
+            raise Refused(
+                f"mapping names header {head!r}, which the file does not have",
+                code="invalid_mapping",
+                status=422,
+            )
+        mapping[field] = head
     if match_names:
         for name, head in by_name(dataset, header).items():
             mapping.setdefault(name, head)
-    missing = [f.name for f in dataset.fields if f.required and f.name not in mapping]
+    missing = [f.name for f in dataset.fields if f.required and mapping.get(f.name) is None]
     if missing:
         raise Refused(
             f"required column(s) {', '.join(missing)} of {dataset.name} match no header of the "
@@ -108,10 +117,10 @@ def _checked(
     *,
     import_id: int,
     dataset: str,
-    mapping: dict[str, str] | None,
+    mapping: dict[str, str | None] | None,
     max_rejects: int | None,
     match_names: bool,
-) -> tuple[ImportBatch, dict[str, str], list[str]]:
+) -> tuple[ImportBatch, dict[str, str | None], list[str]]:
     """What a transform and its preview both refuse before any work: (the staged import, the
     mapping, the extra headers)."""
     if max_rejects is not None and not 0 <= max_rejects < 2**63:  # a bigint column
@@ -131,7 +140,7 @@ def create(
     *,
     import_id: int,
     dataset: str,
-    mapping: dict[str, str] | None = None,
+    mapping: dict[str, str | None] | None = None,
     max_rejects: int | None = None,
     created_by: int | None,
     max_attempts: int = 3,
@@ -169,13 +178,16 @@ class Preview:
 
     import_id: int
     dataset: str
-    mapping: dict[str, str]
+    mapping: dict[str, str | None]
     extra_headers: list[str]
     rows: int  # staged rows previewed
     rows_staged: int
     counts: dict[str, int]
     rejects: list[dict[str, Any]]  # line, column, value, reason of the first rejected rows
     max_rejects: int | None
+    columns: dict[str, list[str]]  # written, cleared, untouched (Dataset.column_use)
+    changed_columns: dict[str, int]  # per field an update writes: stored values that change
+    changes: list[dict[str, Any]]  # line, key, fields {name: {from, to}} of the first changes
 
     @property
     def complete(self) -> bool:
@@ -197,6 +209,9 @@ class Preview:
             **self.counts,
             "over_max_rejects": self.over_max_rejects,
             "rejects": self.rejects,
+            "columns": self.columns,
+            "changed_columns": self.changed_columns,
+            "changes": self.changes,
         }
 
 
@@ -206,7 +221,7 @@ def preview(
     *,
     import_id: int,
     dataset: str,
-    mapping: dict[str, str] | None = None,
+    mapping: dict[str, str | None] | None = None,
     max_rejects: int | None = None,
     match_names: bool = True,
 ) -> Preview:
@@ -236,7 +251,11 @@ def preview(
         cursor.execute("SET LOCAL timezone = 'UTC'")  # undone with the savepoint
         cursor.execute(plan.typed_table())
         rejected = cursor.execute(plan.cast_batch(), (0, rows)).fetchone()[0]
-        inserted, updated, distinct = cursor.execute(plan.would_write(batch.customer_id)).fetchone()
+        inserted, updated, distinct, *per = cursor.execute(
+            plan.would_write(batch.customer_id)
+        ).fetchone()
+        changed = cursor.execute(plan.changed_rows(batch.customer_id, PREVIEW_CHANGES))
+        changes = _changes(plan, changed)
         rejects = [
             {"line": line, "column": column, "value": value, "reason": reason}
             for line, column, value, reason in cursor.execute(plan.refusals(PREVIEW_REJECTS))
@@ -260,19 +279,38 @@ def preview(
         },
         rejects=rejects,
         max_rejects=max_rejects,
+        columns=DATASETS[dataset].column_use(resolved),
+        changed_columns=dict(zip(plan.updates, per, strict=True)),
+        changes=changes,
     )
 
 
+def _changes(plan: Plan, rows) -> list[dict[str, Any]]:
+    """`changed_rows` as the preview shows them: each field that changes, from and to."""
+    key, updates = plan.dataset.key, plan.updates
+    found = []
+    for line, *values in rows:
+        triples = values[len(key) :]
+        fields = {
+            name: {"from": triples[3 * n], "to": triples[3 * n + 1]}
+            for n, name in enumerate(updates)
+            if triples[3 * n + 2]
+        }
+        found.append({"line": line, "key": dict(zip(key, values, strict=False)), "fields": fields})
+    return found
+
+
 def plan_for(
-    batch, dataset: Dataset, mapping: dict[str, str], typed: str, *, temporary: bool = False
+    batch, dataset: Dataset, mapping: dict[str, str | None], typed: str, *, temporary: bool = False
 ) -> Plan:
     """The statements that cast `batch`'s staged text into `typed` and write it out."""
     header = batch.header or []
     return Plan(
         dataset,
         batch.id,
-        {f: header.index(h) + 1 for f, h in mapping.items()},
+        {f: header.index(h) + 1 for f, h in mapping.items() if h is not None},
         typed=typed,
+        cleared=frozenset(f for f, h in mapping.items() if h is None),
         temporary=temporary,
     )
 

@@ -118,9 +118,23 @@ class Plan:
     import_id: int  # its staged rows are workspace.import_<id>
     columns: dict[str, int]  # field -> staging column number (c<n>); unmapped fields absent
     typed: str  # workspace.<typed>: the cast rows of one attempt
+    # Fields set to NULL on updated rows on purpose. A field neither in `columns` nor here is
+    # NULL on inserted rows and keeps its stored value on updated ones.
+    cleared: frozenset[str] = frozenset()
     # A preview's typed table: temporary, in the preview's own transaction, seen by no one else
     # and gone when that transaction is rolled back.
     temporary: bool = False
+
+    @property
+    def updates(self) -> list[str]:
+        """The fields an update writes: the mapped and the cleared ones, less the key (equal
+        on the rows it updates), in the dataset's order."""
+        d = self.dataset
+        return [
+            f.name
+            for f in d.fields
+            if f.name not in d.key and (f.name in self.columns or f.name in self.cleared)
+        ]
 
     @property
     def staging(self) -> str:
@@ -293,8 +307,11 @@ class Plan:
         )
 
     def _changed(self, stored: sql.Composable, incoming: sql.Composable) -> sql.Composable:
-        """Whether a stored row differs from the incoming one: only such rows are written."""
-        names = [f.name for f in self.dataset.fields]
+        """Whether a stored row differs from the incoming one in the fields an update writes:
+        only such rows are written. A partial file's unmapped fields do not count."""
+        names = self.updates
+        if not names:  # nothing but the key: a stored row never changes
+            return sql.SQL("false")
         return sql.SQL("({}) IS DISTINCT FROM ({})").format(
             sql.SQL(", ").join(sql.SQL("{}.{}").format(stored, sql.Identifier(n)) for n in names),
             sql.SQL(", ").join(sql.SQL("{}.{}").format(incoming, sql.Identifier(n)) for n in names),
@@ -304,18 +321,29 @@ class Plan:
         self, customer_id: int, import_id: int, *, deduplicate: bool, batch: bool = False
     ) -> sql.Composable:
         """Insert or update the valid rows (of the rec range (%s, %s) only, with `batch`); its
-        row count: inserted + updated (rows equal to the stored ones are not written). With
-        `deduplicate`, of rows sharing a key only the last in the file is kept."""
+        row count: inserted + updated (rows equal to the stored ones are not written). An
+        update sets the mapped and the cleared fields only; the others keep their stored
+        values. With `deduplicate`, of rows sharing a key only the last in the file is kept."""
         d = self.dataset
         names = [f.name for f in d.fields]
         fields = sql.SQL(", ").join(map(sql.Identifier, names))
         key = sql.SQL(", ").join(map(sql.Identifier, d.key))
+        if self.updates:
+            on_conflict = sql.SQL(
+                "DO UPDATE SET {sets}, source_import_id = EXCLUDED.source_import_id, "
+                "loaded_at = now() WHERE {changed}"
+            ).format(
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in self.updates
+                ),
+                changed=self._changed(sql.SQL("t"), sql.SQL("EXCLUDED")),
+            )
+        else:  # nothing but the key: a stored row is left as it is
+            on_conflict = sql.SQL("DO NOTHING")
         return sql.SQL(
             "INSERT INTO {table} AS t (customer_id, {fields}, source_import_id) "
             "SELECT {cid}, {fields}, {iid} FROM ({source}) src "
-            "ON CONFLICT (customer_id, {key}) DO UPDATE SET {sets}, "
-            "source_import_id = EXCLUDED.source_import_id, loaded_at = now() "
-            "WHERE {changed}"
+            "ON CONFLICT (customer_id, {key}) {on_conflict}"
         ).format(
             table=sql.Identifier("reference", d.name),
             fields=fields,
@@ -323,18 +351,56 @@ class Plan:
             iid=_lit(import_id),
             source=self._valid_rows(deduplicate=deduplicate, batch=batch),
             key=key,
-            sets=sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
-                for n in names
-                if n not in d.key
-            ),
-            changed=self._changed(sql.SQL("t"), sql.SQL("EXCLUDED")),
+            on_conflict=on_conflict,
         )
 
     def would_write(self, customer_id: int) -> sql.Composable:
         """What `upsert` would do, without doing it: (new keys, stored rows that would change,
-        distinct keys), from the same valid rows and the same test of change, each row matched
-        to the stored one with its key as the unique index matches it (NULLs equal)."""
+        distinct keys, then for each field an update writes, how many stored values would
+        change), from the same valid rows and the same test of change."""
+        return sql.SQL(
+            "SELECT count(*) FILTER (WHERE t.customer_id IS NULL), "
+            "count(*) FILTER (WHERE t.customer_id IS NOT NULL AND {changed}), count(*) {per} "
+            "FROM {matched}"
+        ).format(
+            changed=self._changed(sql.SQL("t"), sql.SQL("src")),
+            per=sql.SQL("").join(
+                sql.SQL(
+                    ", count(*) FILTER (WHERE t.customer_id IS NOT NULL "
+                    "AND t.{0} IS DISTINCT FROM src.{0})"
+                ).format(sql.Identifier(n))
+                for n in self.updates
+            ),
+            matched=self._matched(customer_id),
+        )
+
+    def changed_rows(self, customer_id: int, first: int) -> sql.Composable:
+        """The first `first` stored rows, in file order, that `upsert` would change: the
+        source line, the key's values, then for each field an update writes its stored and
+        its new value as text and whether the two differ."""
+        d = self.dataset
+        return sql.SQL(
+            "SELECT {line}, {key} {pairs} FROM {matched} "
+            "WHERE t.customer_id IS NOT NULL AND {changed} ORDER BY src.rec LIMIT {first}"
+        ).format(
+            line=line_of(self.import_id, sql.SQL("src.rec")),
+            key=sql.SQL(", ").join(
+                sql.SQL("src.{}::text").format(sql.Identifier(k)) for k in d.key
+            ),
+            pairs=sql.SQL("").join(
+                sql.SQL(", t.{0}::text, src.{0}::text, t.{0} IS DISTINCT FROM src.{0}").format(
+                    sql.Identifier(n)
+                )
+                for n in self.updates
+            ),
+            matched=self._matched(customer_id),
+            changed=self._changed(sql.SQL("t"), sql.SQL("src")),
+            first=sql.Literal(first),
+        )
+
+    def _matched(self, customer_id: int) -> sql.Composable:
+        """The valid rows (the last of each key) `src`, each beside the stored row `t` of its
+        key, matched as the unique index matches it (NULLs equal); `t` is NULL for new keys."""
         d = self.dataset
         required = {f.name for f in d.fields if f.required}  # never NULL in a valid row
         matches = [
@@ -344,15 +410,12 @@ class Plan:
             for k in d.key
         ]
         return sql.SQL(
-            "SELECT count(*) FILTER (WHERE t.customer_id IS NULL), "
-            "count(*) FILTER (WHERE t.customer_id IS NOT NULL AND {changed}), count(*) "
-            "FROM ({source}) src LEFT JOIN {table} t ON t.customer_id = {cid} AND {matches}"
+            "({source}) src LEFT JOIN {table} t ON t.customer_id = {cid} AND {m}"
         ).format(
-            changed=self._changed(sql.SQL("t"), sql.SQL("src")),
             source=self._valid_rows(deduplicate=True),
             table=sql.Identifier("reference", d.name),
             cid=_lit(customer_id),
-            matches=sql.SQL(" AND ").join(matches),
+            m=sql.SQL(" AND ").join(matches),
         )
 
     def write_counts(self) -> sql.Composable:

@@ -24,6 +24,8 @@ from app.web.pages import bp, job_fragment, page_number
 
 PAGE_SIZE = 50
 MAPPED = "map_"  # the mapping's selects: map_<column>, one per dataset column
+# The select's value that clears a column: never a header's name, which is stripped of spaces.
+CLEAR = " clear"
 
 
 class TransformForm(PageForm):
@@ -38,10 +40,11 @@ class TransformForm(PageForm):
 
     refusal_fields = {"invalid_mapping": "dataset"}
 
-    def mapping(self) -> dict[str, str]:
-        """The whole mapping as chosen: "(none)" leaves a column unmapped."""
+    def mapping(self) -> dict[str, str | None]:
+        """The whole mapping as chosen: "(none)" leaves a column as stored, "(clear)" empties
+        it (None)."""
         return {
-            name.removeprefix(MAPPED): field.data
+            name.removeprefix(MAPPED): None if field.data == CLEAR else field.data
             for name, field in self._fields.items()
             if name.startswith(MAPPED) and field.data
         }
@@ -51,10 +54,13 @@ class TransformForm(PageForm):
 
 
 def transform_form(dataset: Dataset, header: list[str]) -> TransformForm:
-    """The form for a dataset: each column's select lists the file's headers and "(none)",
-    pre-filled by the default rule (names equal ignoring case, spaces and underscores)."""
+    """The form for a dataset: each column's select lists "(none)" (keep the stored value),
+    "(clear)" and the file's headers, pre-filled by the default rule (names equal ignoring
+    case, spaces and underscores)."""
     chosen = transforms.by_name(dataset, header)
-    choices = options([("", "(none)")] + [(h, h) for h in header])
+    headers = [(h, h) for h in header]
+    choices = options([("", "(none)"), (CLEAR, "(clear)"), *headers])
+    fixed = options([("", "(none)"), *headers])  # a key or required column cannot be cleared
 
     class Form(TransformForm):
         pass
@@ -63,7 +69,11 @@ def transform_form(dataset: Dataset, header: list[str]) -> TransformForm:
         setattr(
             Form,
             MAPPED + f.name,
-            SelectField(f.name, choices=choices, default=chosen.get(f.name, "")),
+            SelectField(
+                f.name,
+                choices=fixed if f.required or f.name in dataset.key else choices,
+                default=chosen.get(f.name, ""),
+            ),
         )
     return Form(dataset=dataset.name)
 
@@ -106,7 +116,7 @@ def transform_page(transform_id: int):
         job=queue.get_job(db, record.job_id) if record.job_id else None,
         customer=customers.customers_by_id(db, [record.customer_id]).get(record.customer_id),
         counts=transforms.COUNTS,
-        columns=[f.name for f in DATASETS[record.dataset].fields],  # the mapping in column order
+        use=DATASETS[record.dataset].column_use(record.mapping),
         errors=errors,
         total=total,
         page=page,

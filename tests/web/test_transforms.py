@@ -78,7 +78,16 @@ def test_preview_then_transform_followed_live_to_its_counts_and_rejects(
     assert category.input_value() == ""
     assert category.locator("option:checked").inner_text() == "(none)"
     options = category.locator("option").all_inner_texts()
-    assert options == ["(none)", "sku", "name", "unit_price", "currency", "weight_kg", "active"]
+    assert options == [
+        "(none)",
+        "(clear)",
+        "sku",
+        "name",
+        "unit_price",
+        "currency",
+        "weight_kg",
+        "active",
+    ]
     # Another dataset re-fills the mapping (htmx swaps it in, the address follows).
     v.page.get_by_label("Dataset").select_option("rates")
     v.page.get_by_label("carrier", exact=True).wait_for()

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.datasets import DATASETS
 from app.db.base import DataBase, iso
 
 SCHEMA = {"schema": "workspace"}
@@ -197,7 +198,9 @@ class Transform(JobBacked, DataBase):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     import_id: Mapped[int] = mapped_column(ForeignKey("workspace.imports.id", ondelete="CASCADE"))
     dataset: Mapped[str] = mapped_column(Text)
-    mapping: Mapped[dict[str, str]] = mapped_column(JSONB)  # dataset field -> header name
+    # dataset field -> header name, or None: cleared on updated rows; an unmapped field keeps
+    # its stored value (docs/DATASETS.md)
+    mapping: Mapped[dict[str, str | None]] = mapped_column(JSONB)
     extra_headers: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     max_rejects: Mapped[int | None] = mapped_column(BigInteger)
     counts: Mapped[dict[str, int] | None] = mapped_column(JSONB)
@@ -211,6 +214,7 @@ class Transform(JobBacked, DataBase):
             "created_by": self.created_by,
             "job_id": self.job_id,
             "mapping": self.mapping,
+            "columns": DATASETS[self.dataset].column_use(self.mapping),
             "extra_headers": self.extra_headers,
             "max_rejects": self.max_rejects,
             "status": self.status,
