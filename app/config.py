@@ -95,6 +95,7 @@ class Settings:
     prune_sessions_days: int = 30  # ended/expired sessions and API tokens, login-throttle rows
     prune_jobs_days: int = 90  # ended jobs, transforms' rejected rows
     prune_export_files_days: int = 7  # API exports' files
+    transform_history_days: int = 90  # what transforms replaced; a transform revertible as long
     prune_interval_seconds: int = 3600  # how often workers prune; 0: never (cron runs it)
     metrics_token: str | None = None  # lets a scraper read /metrics without an admin login
     engine_guard: bool = True  # refuse work spanning both engines (off in production)
@@ -248,6 +249,7 @@ class Settings:
             prune_sessions_days=number("PRUNE_SESSIONS_DAYS", 30, minimum=1),
             prune_jobs_days=number("PRUNE_JOBS_DAYS", 90, minimum=1),
             prune_export_files_days=number("PRUNE_EXPORT_FILES_DAYS", 7, minimum=1),
+            transform_history_days=number("TRANSFORM_HISTORY_DAYS", 90, minimum=1),
             prune_interval_seconds=number("PRUNE_INTERVAL_SECONDS", 3600),
             metrics_token=get("METRICS_TOKEN"),
             engine_guard=parse_bool(

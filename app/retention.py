@@ -10,6 +10,7 @@ deployment archives it).
 | `transform_errors` | data    | their transform finished `PRUNE_JOBS_DAYS` ago                 |
 | `jobs`             | data    | ended (succeeded, failed, cancelled) `PRUNE_JOBS_DAYS` ago     |
 | `export_files`     | data    | an API export's file, `PRUNE_EXPORT_FILES_DAYS` after it was made |
+| `<dataset>_history`| data    | its transform finished `TRANSFORM_HISTORY_DAYS` ago            |
 
 A job's import, transform or export keeps its outcome (status, error, counts, rows): the record's
 `job_id` becomes NULL (its foreign key says `ON DELETE SET NULL`), and its pages show it without
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from app.audit import Actor
+from app.datasets import DATASETS
 from app.db.schemas import SCHEMA_ENGINE, EngineRole
 from app.db.session import BackofficeSession, session_scope
 from app.exports.service import export_dir, remove_files
@@ -105,6 +107,18 @@ RULES = (
         f"(r.status IN ({_ENDED}) AND coalesce(r.finished_at, r.created_at) < :cutoff)",
         lambda s: s.prune_jobs_days,
     ),
+)
+# What transforms replaced, per dataset: the history of a transform that finished that long ago.
+RULES += tuple(
+    Rule(
+        f"{name}_history",
+        f"reference.{name}_history",
+        "id",
+        # Through transform_id, which the history's index leads with.
+        "r.transform_id IN (SELECT t.id FROM workspace.transforms t WHERE t.finished_at < :cutoff)",
+        lambda s: s.transform_history_days,
+    )
+    for name in DATASETS
 )
 EXPORT_FILES = "export_files"
 KINDS = (*(rule.kind for rule in RULES), EXPORT_FILES)
@@ -217,6 +231,7 @@ def retention(settings: Settings) -> dict[str, int]:
         "sessions": settings.prune_sessions_days,
         "jobs": settings.prune_jobs_days,
         "export_files": settings.prune_export_files_days,
+        "transform_history": settings.transform_history_days,
     }
 
 

@@ -70,7 +70,11 @@ def with_job(db, name: str, record) -> dict[str, Any]:
 # What the audit row of each created bulk action says of it, besides its customer and job.
 CREATED_DETAILS = {
     "import": lambda batch: {"file_name": batch.file_name, "size_bytes": batch.size_bytes},
-    "transform": lambda transform: {"import_id": transform.import_id, "dataset": transform.dataset},
+    "transform": lambda transform: {
+        "import_id": transform.import_id,
+        "dataset": transform.dataset,
+        **({"reverts_id": transform.reverts_id} if transform.reverts_id else {}),
+    },
     "export": lambda export: {
         "dataset": export.dataset,
         "format": export.format,
@@ -79,13 +83,13 @@ CREATED_DETAILS = {
 }
 
 
-def commit_created(db, name: str, record) -> None:
+def commit_created(db, name: str, record, action: str | None = None) -> None:
     """A bulk action just created (`name`: import, transform, export), from the API or a page:
-    committed, then audited as `<name>.create`."""
+    committed, then audited as `action` (`<name>.create` unless said)."""
     db.commit()
     audit_bulk_action(
         db,
-        f"{name}.create",
+        action or f"{name}.create",
         name,
         record.id,
         customer_id=record.customer_id,
@@ -94,9 +98,9 @@ def commit_created(db, name: str, record) -> None:
     )
 
 
-def queued(db, name: str, record) -> tuple[Response, int]:
+def queued(db, name: str, record, action: str | None = None) -> tuple[Response, int]:
     """The API's answer to a bulk action just created: 202 with the record and its job."""
-    commit_created(db, name, record)
+    commit_created(db, name, record, action)
     return jsonify(with_job(db, name, record)), 202
 
 

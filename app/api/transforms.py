@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask_login import current_user
 from pydantic import Field
 
@@ -12,6 +12,8 @@ from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.datasets import DATASETS
 from app.db.session import db_session
+from app.errors import NotFound
+from app.transforms import history, revert
 from app.transforms import service as transforms
 
 bp = Blueprint("transforms", __name__)
@@ -88,3 +90,111 @@ def list_transforms(query: TransformList):
 def get_transform(transform_id: int):
     db = db_session()
     return jsonify(with_job(db, "transform", transforms.get(db, transform_id)))
+
+
+@bp.post("/api/transforms/<int:transform_id>/revert")
+@allow("operator")
+def revert_transform(transform_id: int):
+    """Queue the revert of a published transform: 202 with the revert's own transform record
+    and its job; 409 `revert_conflict` (naming them) while later transforms changed the same
+    rows, `already_reverted`, `history_expired`, `not_revertible`."""
+    bo = current_backoffice()
+    db = db_session()
+    made = revert.create(
+        db,
+        transform_id=transform_id,
+        history_days=bo.settings.transform_history_days,
+        created_by=current_user.user_id,
+        max_attempts=bo.settings.job_max_attempts,
+    )
+    return queued(db, "transform", made, "transform.revert")
+
+
+def _dataset(name: str):
+    found = DATASETS.get(name)
+    if found is None:
+        raise NotFound(f"there is no dataset {name!r}; known: {', '.join(DATASETS)}")
+    return found
+
+
+def _known_customer(db, customer_id: int) -> None:
+    """Any customer that exists, active or not: its rows stay readable."""
+    if not current_backoffice().references.lookup(db, "customer", customer_id).exists:
+        raise NotFound(f"there is no customer with id {customer_id}")
+
+
+class RowsQuery(Query):
+    customer_id: Offset
+    limit: Limit = 50
+    after: Text | None = Field(default=None, description="the `next` of the previous page")
+    q: Text | None = Field(default=None, description="the key's first column starts with it")
+
+
+@bp.get("/api/datasets/<name>/rows")
+@allow("viewer")
+@takes(query=RowsQuery)
+def dataset_rows(name: str, query: RowsQuery):
+    """A customer's rows of a dataset in key order, keyset-paged: `next` is the cursor of the
+    following page (`after`), absent on the last."""
+    dataset = _dataset(name)
+    db = db_session()
+    _known_customer(db, query.customer_id)
+    rows, last = history.rows_page(
+        db.connection_for("data"),
+        dataset,
+        query.customer_id,
+        limit=query.limit,
+        after=history.decode_cursor(dataset, query.after) if query.after else None,
+        starts=query.q,
+    )
+    return jsonify(
+        rows=[history.shown(r) for r in rows],
+        next=history.encode_cursor(last) if last else None,
+    )
+
+
+class HistoryQuery(Query):
+    """The key's columns are query parameters of their own names, every one given (empty for
+    a key column left empty)."""
+
+    customer_id: Offset
+
+
+@bp.get("/api/datasets/<name>/history")
+@allow("viewer")
+@takes(query=HistoryQuery)
+def row_history(name: str, query: HistoryQuery):
+    """One row's versions, newest first, each with its values and the transform, import and
+    user it came from."""
+    dataset = _dataset(name)
+    db = db_session()
+    _known_customer(db, query.customer_id)
+    key = history.key_from(dataset, request.args)
+    found = history.versions(db.connection_for("data"), dataset, query.customer_id, key)
+    if not found:
+        raise NotFound(f"customer {query.customer_id} has no {dataset.name} row with that key")
+    return jsonify(key=key, versions=attributed(db, found))
+
+
+def attributed(db, found: list[dict]) -> list[dict]:
+    """Versions with their transform (id, import, when it finished) and its creator."""
+    ids = {v["transform_id"] for v in found if v.get("transform_id")}
+    ids |= {v["replaced_by"] for v in found if v.get("replaced_by")}
+    records = {t.id: t for t in transforms.by_ids(db, ids)}
+    users = current_backoffice().references.lookup_many(
+        db, "user", (t.created_by for t in records.values())
+    )
+    for version in found:
+        made = records.get(version.get("transform_id"))
+        version["transform"] = (
+            {
+                "id": made.id,
+                "import_id": made.import_id,
+                "reverts_id": made.reverts_id,
+                "finished_at": made.as_dict()["finished_at"],
+                "creator": users[made.created_by].as_dict() if made.created_by in users else None,
+            }
+            if made
+            else None
+        )
+    return found

@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "transform": "app.cli.bulk:transform_command",
     "export": "app.cli.bulk:export_command",
     "imports": "app.cli.bulk:imports_cli",
+    "transforms": "app.cli.bulk:transforms_cli",
     "worker": "app.cli.jobs:worker_command",
     "jobs": "app.cli.jobs:jobs_cli",
     "customers": "app.cli.customers:customers_cli",

@@ -215,7 +215,7 @@ def _say_transform(payload: dict[str, Any]) -> list[str]:
     made, job = payload["transform"], payload["job"]
     line = outcome("transform", made, job)
     done = f"transform {made['id']} of import {made['import_id']} into {made['dataset']} succeeded"
-    lines = [line or done, *_said_columns(made["columns"])]
+    lines = [line or done, *_said_columns(made["columns"])] if made["columns"] else [line or done]
     if "rejected" in made:  # the counts, once it ran (a refused transform counts its rejects too)
         lines.append(", ".join(f"{name} {made.get(name, 0):,}" for name in COUNTS))
         if made["rejected"]:
@@ -262,6 +262,73 @@ def _print_preview(found, as_json: bool) -> None:
         click.echo(f"line {r['line']}, {r['column']}: {r['value']!r}: {r['reason']}")
     if found.counts["rejected"] > len({r["line"] for r in found.rejects}):
         click.echo("... the first rejected rows only")
+
+
+@click.group("transforms")
+def transforms_cli() -> None:
+    """Published transforms: revert one."""
+
+
+@transforms_cli.command("revert")
+@click.argument("transform_id", type=int)
+@click.option("--yes", is_flag=True, help="Revert without asking.")
+@queue_it
+@one_json
+def transforms_revert(transform_id: int, yes: bool, run_async: bool, as_json: bool) -> None:
+    """Put the rows a transform touched back as they were before it (its inserts deleted, its
+    updates and clears undone), in one job published at once."""
+    from app.transforms import revert
+    from app.transforms import service as transforms
+
+    bo = backoffice()
+    days = bo.settings.transform_history_days
+
+    def check(session):
+        target = transforms.get(session, transform_id)
+        revert.refuse_unless_revertible(session, target, days)
+        return revert.revertible_rows(session.connection_for("data"), target), target.dataset
+
+    rows, dataset = in_session(check)
+    if not yes:
+        click.confirm(
+            f"Revert transform {transform_id}: put {rows:,} row(s) of {dataset} back as they "
+            "were before it?",
+            abort=True,
+        )
+    made = in_session(
+        lambda session: revert.create(
+            session,
+            transform_id=transform_id,
+            history_days=days,
+            created_by=None,
+            max_attempts=bo.settings.job_max_attempts,
+        )
+    )
+    start(
+        "transform",
+        made,
+        transforms.get,
+        run_async=run_async,
+        as_json=as_json,
+        label="reverting",
+        summarize=_say_revert,
+        action="transform.revert",
+        reverts_id=transform_id,
+        dataset=dataset,
+    )
+
+
+def _say_revert(payload: dict[str, Any]) -> list[str]:
+    made, job = payload["transform"], payload["job"]
+    line = outcome("transform", made, job)
+    if line is not None:
+        return [line]
+    return [
+        f"transform {made['id']} reverted transform {made['reverts_id']}: "
+        + ", ".join(
+            f"{name} {made.get(name, 0):,}" for name in ("restored", "deleted", "reinserted")
+        )
+    ]
 
 
 # -- export ----------------------------------------------------------------------------------

@@ -70,11 +70,12 @@ def start(
     label: str,
     summarize: Summarize,
     files: tuple[str, ...] = (),
+    action: str | None = None,
     **details: Any,
 ) -> None:
     """Audit the new import, transform or export, then run its job here (unless `run_async`)
     or leave it queued, and say what came of it: `{kind: record, "job": job}` with --json; exit
-    1 when the job failed or was cancelled.
+    1 when the job failed or was cancelled. Audited as `action` (`<kind>.create` unless said).
 
     The audit row says who (the operating-system user, for a shell) started what for which
     customer, on the primary engine: in a transaction of its own, once the data engine's work
@@ -82,7 +83,7 @@ def start(
     in_session(
         lambda session: cli_actor().audit(
             session,
-            f"{kind}.create",
+            action or f"{kind}.create",
             target_type=kind,
             target_id=record.id,
             customer_id=record.customer_id,

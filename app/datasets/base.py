@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Identity,
     Index,
     Numeric,
     Table,
@@ -63,6 +64,7 @@ class Dataset:
     key: tuple[str, ...]
     rules: tuple[Rule, ...] = ()
     table: Table = field(init=False, repr=False, compare=False)
+    history: Table = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
@@ -70,6 +72,7 @@ class Dataset:
         if missing:
             raise ValueError(f"dataset {self.name}: key field(s) {missing} are not fields")
         object.__setattr__(self, "table", reference_table(self))
+        object.__setattr__(self, "history", history_table(self))
 
     @property
     def required(self) -> list[str]:
@@ -114,6 +117,9 @@ def reference_table(dataset: Dataset) -> Table:
     columns += [
         Column("source_import_id", BigInteger, nullable=False),  # the import it last came from
         Column("loaded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # The transform whose version of the row this is (NULL: loaded before transforms kept
+        # history). A revert puts back the earlier version with its own stamp.
+        Column("source_transform_id", BigInteger),
     ]
     return Table(
         dataset.name,
@@ -126,5 +132,35 @@ def reference_table(dataset: Dataset) -> Table:
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
+        schema="reference",
+    )
+
+
+def history_table(dataset: Dataset) -> Table:
+    """`reference.<name>_history`: the versions transforms replaced. One row per row a
+    transform changed: `transform_id` changed it, `op` says how (`update`: it was
+    overwritten, `delete`: removed by a revert, `insert`: put back by a revert, so it was
+    absent before), and the other columns are the row as it was before (for `insert`, as it
+    was put back). Rows a transform inserts are known by their stamp and cost nothing here.
+    Written by the table's triggers (migrations_data d0008), kept `TRANSFORM_HISTORY_DAYS`."""
+    columns = [
+        Column("id", BigInteger, Identity(always=True), nullable=False),  # the order of changes
+        Column("transform_id", BigInteger, nullable=False),  # workspace.transforms.id
+        Column("op", Text, nullable=False),
+        Column("customer_id", BigInteger, nullable=False),
+    ]
+    for f in dataset.fields:
+        columns.append(Column(f.name, TYPES[f.type]()))
+    columns += [
+        Column("source_import_id", BigInteger),
+        Column("loaded_at", DateTime(timezone=True)),
+        Column("source_transform_id", BigInteger),
+    ]
+    return Table(
+        f"{dataset.name}_history",
+        DataBase.metadata,
+        *columns,
+        Index(f"ix_{dataset.name}_history_transform_id", "transform_id"),
+        Index(f"ix_{dataset.name}_history_row", "customer_id", *dataset.key, "id"),
         schema="reference",
     )

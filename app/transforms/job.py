@@ -23,6 +23,8 @@ from app.datasets import DATASETS
 from app.imports.staged import LOST, lost_in_a_crash
 from app.jobs.runner import JobContext, JobFailed
 from app.models.data.workspace import ImportBatch, Transform
+from app.transforms import revert
+from app.transforms.history import writing
 from app.transforms.service import COUNTS, plan_for, server_refusal
 from app.transforms.sql import Plan
 
@@ -42,6 +44,12 @@ def drop_typed_tables(conn: Connection, transform_id: int) -> None:
 class TransformJob:
     def run(self, ctx: JobContext) -> dict[str, Any]:
         transform_id = ctx.params["transform_id"]
+        with ctx.data_transaction() as conn:
+            reverts = conn.execute(
+                select(Transform.reverts_id).where(Transform.id == transform_id)
+            ).scalar_one()
+        if reverts is not None:  # a revert is a transform job too (app/transforms/revert.py)
+            return revert.run(ctx, transform_id)
         with ctx.data_transaction() as conn:
             transform = conn.execute(
                 select(Transform.__table__).where(Transform.id == transform_id)
@@ -74,8 +82,9 @@ class TransformJob:
         with _Casting(ctx, plan, total) as casting, ctx.data_transaction() as conn:
             conn.execute(text("SET LOCAL timezone = 'UTC'"))
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
+            writing(conn, transform)
             cursor = conn.connection.dbapi_connection.cursor()
-            batches = _Batches(cursor, plan, transform.customer_id, batch.id)
+            batches = _Batches(cursor, plan, transform.customer_id, batch.id, transform.id)
             done = 0
             for low in casting.finished():
                 if transform.max_rejects is None or casting.refused <= transform.max_rejects:
@@ -236,12 +245,16 @@ class _Batches:
     (seconds at 11M rows): new keys are the server's own count of this transaction's inserts
     into the table, read around the statements; the rest of their row counts are updates."""
 
-    def __init__(self, cursor, plan: Plan, customer_id: int, import_id: int) -> None:
+    def __init__(
+        self, cursor, plan: Plan, customer_id: int, import_id: int, transform_id: int
+    ) -> None:
         self.cursor, self.plan = cursor, plan
-        self.customer_id, self.import_id = customer_id, import_id
+        self.customer_id, self.import_id, self.transform_id = customer_id, import_id, transform_id
         self.repeated = False
         self.written = 0
-        self._batch = plan.upsert(customer_id, import_id, deduplicate=False, batch=True)
+        self._batch = plan.upsert(
+            customer_id, import_id, transform_id, deduplicate=False, batch=True
+        )
         cursor.execute("SAVEPOINT batches")
         self.before = self._inserted()
 
@@ -272,7 +285,7 @@ class _Batches:
         # One upsert of every valid row, the last row of each key kept.
         before = self._inserted()  # the rolled-back batches count too
         written = self.cursor.execute(
-            self.plan.upsert(self.customer_id, self.import_id, deduplicate=True)
+            self.plan.upsert(self.customer_id, self.import_id, self.transform_id, deduplicate=True)
         ).rowcount
         inserted = self._inserted() - before
         return _counted(inserted, written, distinct=self._distinct(), valid=valid)

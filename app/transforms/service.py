@@ -343,6 +343,12 @@ def list_transforms(
     return list(session.scalars(query))
 
 
+def by_ids(session: BackofficeSession, ids: set[int]) -> list[Transform]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Transform).where(Transform.id.in_(ids))))
+
+
 def get(session: BackofficeSession, transform_id: int) -> Transform:
     return session.get_or_404(Transform, transform_id, "transform")
 

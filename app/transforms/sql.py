@@ -318,12 +318,20 @@ class Plan:
         )
 
     def upsert(
-        self, customer_id: int, import_id: int, *, deduplicate: bool, batch: bool = False
+        self,
+        customer_id: int,
+        import_id: int,
+        transform_id: int,
+        *,
+        deduplicate: bool,
+        batch: bool = False,
     ) -> sql.Composable:
-        """Insert or update the valid rows (of the rec range (%s, %s) only, with `batch`); its
-        row count: inserted + updated (rows equal to the stored ones are not written). An
-        update sets the mapped and the cleared fields only; the others keep their stored
-        values. With `deduplicate`, of rows sharing a key only the last in the file is kept."""
+        """Insert or update the valid rows (of the rec range (%s, %s) only, with `batch`),
+        stamped with the transform; its row count: inserted + updated (rows equal to the
+        stored ones are not written). An update sets the mapped and the cleared fields only;
+        the others keep their stored values. With `deduplicate`, of rows sharing a key only
+        the last in the file is kept. The rows it updates keep their earlier version in the
+        history, through the table's trigger (`keep_history`)."""
         d = self.dataset
         names = [f.name for f in d.fields]
         fields = sql.SQL(", ").join(map(sql.Identifier, names))
@@ -331,7 +339,8 @@ class Plan:
         if self.updates:
             on_conflict = sql.SQL(
                 "DO UPDATE SET {sets}, source_import_id = EXCLUDED.source_import_id, "
-                "loaded_at = now() WHERE {changed}"
+                "source_transform_id = EXCLUDED.source_transform_id, loaded_at = now() "
+                "WHERE {changed}"
             ).format(
                 sets=sql.SQL(", ").join(
                     sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in self.updates
@@ -341,14 +350,15 @@ class Plan:
         else:  # nothing but the key: a stored row is left as it is
             on_conflict = sql.SQL("DO NOTHING")
         return sql.SQL(
-            "INSERT INTO {table} AS t (customer_id, {fields}, source_import_id) "
-            "SELECT {cid}, {fields}, {iid} FROM ({source}) src "
+            "INSERT INTO {table} AS t (customer_id, {fields}, source_import_id, "
+            "source_transform_id) SELECT {cid}, {fields}, {iid}, {tid} FROM ({source}) src "
             "ON CONFLICT (customer_id, {key}) {on_conflict}"
         ).format(
             table=sql.Identifier("reference", d.name),
             fields=fields,
             cid=_lit(customer_id),
             iid=_lit(import_id),
+            tid=_lit(transform_id),
             source=self._valid_rows(deduplicate=deduplicate, batch=batch),
             key=key,
             on_conflict=on_conflict,

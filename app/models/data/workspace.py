@@ -204,6 +204,10 @@ class Transform(JobBacked, DataBase):
     extra_headers: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     max_rejects: Mapped[int | None] = mapped_column(BigInteger)
     counts: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    # A revert is a transform of its own: `reverts_id` names the one it undid, whose
+    # `reverted_by_id` names it back while the revert stands (docs/DATASETS.md).
+    reverts_id: Mapped[int | None] = mapped_column(BigInteger)  # workspace.transforms.id
+    reverted_by_id: Mapped[int | None] = mapped_column(BigInteger)  # workspace.transforms.id
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -214,7 +218,10 @@ class Transform(JobBacked, DataBase):
             "created_by": self.created_by,
             "job_id": self.job_id,
             "mapping": self.mapping,
-            "columns": DATASETS[self.dataset].column_use(self.mapping),
+            # A revert puts whole rows back: it maps no column.
+            "columns": None if self.reverts_id else DATASETS[self.dataset].column_use(self.mapping),
+            "reverts_id": self.reverts_id,
+            "reverted_by_id": self.reverted_by_id,
             "extra_headers": self.extra_headers,
             "max_rejects": self.max_rejects,
             "status": self.status,

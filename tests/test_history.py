@@ -1,0 +1,275 @@
+"""Every published transform keeps what it replaced: a row's versions newest first, a revert
+that puts the customer's rows back exactly, refused while later transforms stand on the same
+rows, itself revertible; history pruned past its retention and purged with the customer."""
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from app.audit import Actor
+from app.customers.purge import purge_customer_data
+from app.db.session import session_scope
+from app.errors import Refused
+from app.jobs import runner
+from app.jobs.worker import run_now
+from app.retention import prune
+from app.transforms import history
+from app.transforms import revert as reverts
+from app.transforms import service as transforms
+from tests.bulk import PRODUCT_HEADER, counts, run_import
+from tests.conftest import create_user, login
+from tests.harness import backoffice
+
+FULL = (
+    "sku,name,category,weight_kg,unit_price,currency,barcode,active\n"
+    "P1,Kettle,kitchen,1.2,9.99,EUR,4006381333931,true\n"
+    "P2,Toaster,kitchen,2.5,19.99,EUR,4006381333948,true\n"
+    "P3,Grill,garden,8,99,EUR,,false\n"
+)
+# P1's price changes, P2's category is cleared, P3 stays, P4 is new.
+LATER = (
+    PRODUCT_HEADER + "P1,Kettle,10.49,EUR\nP2,Toaster,19.99,EUR\nP3,Grill,99,EUR\nP4,Fan,15,EUR\n"
+)
+
+
+def transform(bo, import_id, user=None, **options):
+    """A transform run here, as `user` would start it; the transform after."""
+    with session_scope(bo.session_factory) as session:
+        made = transforms.create(
+            session,
+            bo.references,
+            import_id=import_id,
+            dataset="products",
+            created_by=user.id if user else None,
+            **options,
+        )
+        made_id, job_id = made.id, made.job_id
+    assert run_now(bo, job_id).status == "succeeded"
+    with bo.session_factory() as session:
+        return transforms.get(session, made_id)
+
+
+def queue_revert(bo, transform_id: int):
+    with session_scope(bo.session_factory) as session:
+        made = reverts.create(session, transform_id=transform_id, history_days=90, created_by=None)
+        return made.id, made.job_id
+
+
+def revert(bo, transform_id: int):
+    revert_id, job_id = queue_revert(bo, transform_id)
+    outcome = run_now(bo, job_id)
+    with bo.session_factory() as session:
+        return transforms.get(session, revert_id), outcome
+
+
+def table(bo, customer) -> list[tuple]:
+    """Every column of every row of the customer's products, in key order (the checksum)."""
+    with bo.engines.connect("data") as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT * FROM reference.products WHERE customer_id = :c ORDER BY sku"),
+                {"c": customer.id},
+            )
+        ]
+
+
+def versions(bo, customer, sku: str) -> list[dict]:
+    with bo.engines.connect("data") as conn, conn.begin():
+        return history.versions(conn, bo_dataset(), customer.id, {"sku": sku})
+
+
+def bo_dataset():
+    from app.datasets import DATASETS
+
+    return DATASETS["products"]
+
+
+def test_a_revert_puts_back_exactly_what_a_transform_inserted_updated_and_cleared(bo, customer):
+    transform(bo, run_import(bo, customer, FULL))
+    before = table(bo, customer)
+    later = transform(bo, run_import(bo, customer, LATER), mapping={"category": None})
+    assert counts(later)["inserted"] == 1 and counts(later)["updated"] == 3  # P3's category too
+    assert table(bo, customer) != before
+    done, outcome = revert(bo, later.id)
+    assert outcome.status == "succeeded", outcome
+    assert table(bo, customer) == before, "same rows, same values, same stamps and times"
+    assert (done.counts["restored"], done.counts["deleted"], done.counts["reinserted"]) == (3, 1, 0)
+    with bo.session_factory() as session:
+        assert transforms.get(session, later.id).reverted_by_id == done.id
+    with pytest.raises(Refused, match="already reverted"):
+        queue_revert(bo, later.id)
+
+
+def test_a_revert_of_the_revert_restores_the_transform(bo, customer):
+    transform(bo, run_import(bo, customer, FULL))
+    later = transform(bo, run_import(bo, customer, LATER), mapping={"barcode": None})
+    after_later = table(bo, customer)
+    first, _ = revert(bo, later.id)
+    second, outcome = revert(bo, first.id)
+    assert outcome.status == "succeeded"
+    assert table(bo, customer) == after_later
+    assert (second.counts["restored"], second.counts["reinserted"]) == (2, 1)
+    with bo.session_factory() as session:
+        assert transforms.get(session, later.id).reverted_by_id is None, "it stands again"
+    third, outcome = revert(bo, later.id)  # and can be reverted again
+    assert outcome.status == "succeeded"
+    assert [r[1] for r in table(bo, customer)] == ["P1", "P2", "P3"]
+
+
+def test_a_revert_is_refused_while_a_later_transform_changed_the_same_rows(bo, customer):
+    first = transform(bo, run_import(bo, customer, FULL))
+    original = table(bo, customer)
+    second = transform(bo, run_import(bo, customer, LATER))
+    third = transform(bo, run_import(bo, customer, PRODUCT_HEADER + "P4,Fan,16,EUR\n"))
+    with pytest.raises(Refused, match=f"#{third.id}") as refused:
+        queue_revert(bo, second.id)
+    assert refused.value.code == "revert_conflict" and refused.value.status == 409
+    with pytest.raises(Refused, match=rf"transform\(s\) #{second.id} changed"):
+        queue_revert(bo, first.id)  # the third changed only P4, which the first did not write
+    revert(bo, third.id)
+    revert(bo, second.id)
+    done, outcome = revert(bo, first.id)
+    assert outcome.status == "succeeded"
+    assert original and table(bo, customer) == [], "the first transform inserted them all"
+
+
+def test_a_worker_killed_mid_revert_leaves_the_table_before_and_the_retry_finishes(
+    bo, customer, monkeypatch
+):
+    transform(bo, run_import(bo, customer, FULL))
+    before = table(bo, customer)
+    later = transform(bo, run_import(bo, customer, LATER))
+    after = table(bo, customer)
+    real_publish = runner.JobContext.publish
+    seen = {}
+
+    def crash_once(ctx, conn, result, status="succeeded"):
+        if not seen:
+            seen["inside"] = conn.execute(
+                text("SELECT count(*) FROM reference.products WHERE customer_id = :c"),
+                {"c": customer.id},
+            ).scalar()
+            raise RuntimeError("the worker died here")
+        return real_publish(ctx, conn, result, status)
+
+    monkeypatch.setattr(runner.JobContext, "publish", crash_once)
+    revert_id, job_id = queue_revert(bo, later.id)
+    assert run_now(bo, job_id).status == "retrying"
+    assert seen["inside"] == 3, "the revert had run inside the transaction"
+    assert table(bo, customer) == after, "... and was rolled back whole"
+    assert run_now(bo, job_id).status == "succeeded"
+    assert table(bo, customer) == before
+
+
+def test_a_row_shows_its_versions_newest_first_with_transform_import_and_user(
+    bulk_app, bo, customer
+):
+    operator = create_user(bo.session_factory, "operator")
+    first_import = run_import(bo, customer, FULL)
+    first = transform(bo, first_import, operator)
+    second_import = run_import(bo, customer, LATER)
+    second = transform(bo, second_import)
+    found = versions(bo, customer, "P1")
+    assert [v["values"]["unit_price"] for v in found] == ["10.49", "9.99"]
+    assert [(v["transform_id"], v["import_id"]) for v in found] == [
+        (second.id, second_import),
+        (first.id, first_import),
+    ]
+    assert [v["replaced_by"] for v in found] == [None, second.id]
+    assert [v["values"]["unit_price"] for v in versions(bo, customer, "P3")] == ["99"]
+    reverted, _ = revert(bo, second.id)
+    assert [v.get("absent", False) for v in versions(bo, customer, "P4")] == [True, False]
+
+    client = bulk_app.test_client()
+    headers = {"X-CSRF-Token": login(client, create_user(bo.session_factory, "viewer").email)}
+    answer = client.get(
+        f"/api/datasets/products/history?customer_id={customer.id}&sku=P1", headers=headers
+    )
+    assert answer.status_code == 200, answer.json
+    shown = answer.json["versions"]
+    assert [v["values"]["unit_price"] for v in shown] == ["9.99", "10.49", "9.99"]
+    assert shown[0]["transform"]["id"] == first.id
+    assert shown[0]["transform"]["creator"]["email"] == operator.email
+    assert shown[0]["replaced_by"] is None and shown[1]["replaced_by"] == reverted.id
+    missing = client.get(f"/api/datasets/products/history?customer_id={customer.id}")
+    assert missing.status_code == 422 and "sku" in missing.json["error"]["message"]
+    unknown = client.get(f"/api/datasets/products/history?customer_id={customer.id}&sku=NO")
+    assert unknown.status_code == 404
+
+
+def test_history_past_retention_is_pruned_and_its_transform_cannot_be_reverted(bo, customer):
+    transform(bo, run_import(bo, customer, FULL))
+    later = transform(bo, run_import(bo, customer, LATER))
+    with bo.engines.connect("data") as conn, conn.begin():
+        conn.execute(
+            text(
+                "UPDATE workspace.transforms SET finished_at = now() - interval '91 days' "
+                "WHERE id = :id"
+            ),
+            {"id": later.id},
+        )
+    with pytest.raises(Refused, match="older than the 90 days") as refused:
+        queue_revert(bo, later.id)
+    assert refused.value.code == "history_expired"
+    counted = prune(bo, actor=Actor(None, "test"))
+    assert counted["products_history"] >= 1  # P1's earlier price, at least
+    with bo.engines.connect("data") as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM reference.products_history WHERE transform_id = :id"),
+            {"id": later.id},
+        ).scalar()
+    assert left == 0
+
+
+def test_a_customers_purge_removes_its_history(bo, customer):
+    transform(bo, run_import(bo, customer, FULL))
+    transform(bo, run_import(bo, customer, LATER))
+    purged = purge_customer_data(bo, Actor(None, "test"), customer.id)
+    assert purged.done and purged.counts["reference.products_history"] == 1
+    with bo.engines.connect("data") as conn:
+        assert not conn.execute(
+            text("SELECT count(*) FROM reference.products_history WHERE customer_id = :c"),
+            {"c": customer.id},
+        ).scalar()
+
+
+def test_revert_through_the_api_and_the_command(bulk_app, bo, customer, committed_env):
+    client = bulk_app.test_client()
+    operator, viewer = create_user(bo.session_factory, "operator"), create_user(bo.session_factory)
+    transform(bo, run_import(bo, customer, FULL))
+    before = table(bo, customer)
+    later = transform(bo, run_import(bo, customer, LATER))
+    viewer_headers = {"X-CSRF-Token": login(client, viewer.email)}
+    refused = client.post(f"/api/transforms/{later.id}/revert", headers=viewer_headers)
+    assert refused.status_code == 403
+    headers = {"X-CSRF-Token": login(client, operator.email)}
+    queued = client.post(f"/api/transforms/{later.id}/revert", headers=headers)
+    assert queued.status_code == 202, queued.json
+    made = queued.json["transform"]
+    assert made["reverts_id"] == later.id and queued.json["job"]["status"] == "queued"
+    again = client.post(f"/api/transforms/{later.id}/revert", headers=headers)
+    assert again.status_code == 409 and again.json["error"]["code"] == "already_reverted"
+    assert run_now(bo, made["job_id"]).status == "succeeded"
+    assert table(bo, customer) == before
+    shown = client.get(f"/api/transforms/{made['id']}").json["transform"]
+    assert (shown["status"], shown["restored"], shown["deleted"]) == ("succeeded", 1, 1)
+
+    printed = backoffice(committed_env, "transforms", "revert", str(made["id"]), "--yes")
+    assert printed.returncode == 0, printed.stderr
+    assert f"reverted transform {made['id']}: restored 1, deleted 0, reinserted 1" in printed.stdout
+    as_json = backoffice(committed_env, "transforms", "revert", str(made["id"]), "--yes", "--json")
+    assert as_json.returncode == 1 and "already reverted" in as_json.stderr
+    with bo.session_factory() as session:
+        actions = [
+            e.details.get("reverts_id")
+            for e in __import__("app.audit", fromlist=["entries"]).entries(
+                session, action="transform.revert", limit=100
+            )
+        ]
+    assert later.id in actions and made["id"] in actions
+    assert (
+        json.loads(client.get(f"/api/transforms/{later.id}").data)["transform"]["reverted_by_id"]
+        is None
+    )
