@@ -113,7 +113,7 @@ def test_a_revert_of_the_revert_restores_the_transform(bo, customer):
     assert (second.counts["restored"], second.counts["reinserted"]) == (2, 1)
     with bo.session_factory() as session:
         assert transforms.get(session, later.id).reverted_by_id is None, "it stands again"
-    third, outcome = revert(bo, later.id)  # and can be reverted again
+    _third, outcome = revert(bo, later.id)  # and can be reverted again
     assert outcome.status == "succeeded"
     assert [r[1] for r in table(bo, customer)] == ["P1", "P2", "P3"]
 
@@ -130,7 +130,7 @@ def test_a_revert_is_refused_while_a_later_transform_changed_the_same_rows(bo, c
         queue_revert(bo, first.id)  # the third changed only P4, which the first did not write
     revert(bo, third.id)
     revert(bo, second.id)
-    done, outcome = revert(bo, first.id)
+    _done, outcome = revert(bo, first.id)
     assert outcome.status == "succeeded"
     assert original and table(bo, customer) == [], "the first transform inserted them all"
 
@@ -155,7 +155,7 @@ def test_a_worker_killed_mid_revert_leaves_the_table_before_and_the_retry_finish
         return real_publish(ctx, conn, result, status)
 
     monkeypatch.setattr(runner.JobContext, "publish", crash_once)
-    revert_id, job_id = queue_revert(bo, later.id)
+    _revert_id, job_id = queue_revert(bo, later.id)
     assert run_now(bo, job_id).status == "retrying"
     assert seen["inside"] == 3, "the revert had run inside the transaction"
     assert table(bo, customer) == after, "... and was rolled back whole"
