@@ -422,8 +422,9 @@ def test_bulk_commands_say_what_they_did_in_words_and_in_json(migrated_env, tmp_
 
     cast = backoffice(env, "transform", import_id, "--dataset", "products")
     assert cast.returncode == 0, cast.stderr
-    first, counts, rejects = cast.stdout.splitlines()
+    first, written, kept, counts, rejects = cast.stdout.splitlines()
     assert re.fullmatch(rf"transform \d+ of import {import_id} into products succeeded", first)
+    assert written.startswith("written: sku, name,") and kept.startswith("left as stored: ")
     assert counts == "inserted 1, updated 0, unchanged 0, rejected 1, superseded 1"
     assert rejects == f"rejected rows: backoffice imports errors {import_id}"
     shown = backoffice(env, "imports", "errors", import_id)

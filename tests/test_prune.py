@@ -152,7 +152,12 @@ def test_prune_deletes_old_sessions_tokens_and_throttle_rows_and_keeps_recent_on
         assert all(exists(bo, "primary", table, key, v) for v in values), table
     ((actor, details),) = audit_rows(bo)[audited:]
     assert actor == "tests" and details["deleted"] == done
-    assert details["retention_days"] == {"sessions": 30, "jobs": 90, "export_files": 7}
+    assert details["retention_days"] == {
+        "sessions": 30,
+        "jobs": 90,
+        "export_files": 7,
+        "transform_history": 90,
+    }
 
 
 def test_a_backlog_goes_in_batches_and_all_of_it_goes(bo):

@@ -124,10 +124,10 @@ def _known_customer(db, customer_id: int) -> None:
 
 
 class RowsQuery(Query):
-    customer_id: Offset
     limit: Limit = 50
     after: Text | None = Field(default=None, description="the `next` of the previous page")
     q: Text | None = Field(default=None, description="the key's first column starts with it")
+    customer_id: Offset
 
 
 @bp.get("/api/datasets/<name>/rows")
@@ -173,28 +173,4 @@ def row_history(name: str, query: HistoryQuery):
     found = history.versions(db.connection_for("data"), dataset, query.customer_id, key)
     if not found:
         raise NotFound(f"customer {query.customer_id} has no {dataset.name} row with that key")
-    return jsonify(key=key, versions=attributed(db, found))
-
-
-def attributed(db, found: list[dict]) -> list[dict]:
-    """Versions with their transform (id, import, when it finished) and its creator."""
-    ids = {v["transform_id"] for v in found if v.get("transform_id")}
-    ids |= {v["replaced_by"] for v in found if v.get("replaced_by")}
-    records = {t.id: t for t in transforms.by_ids(db, ids)}
-    users = current_backoffice().references.lookup_many(
-        db, "user", (t.created_by for t in records.values())
-    )
-    for version in found:
-        made = records.get(version.get("transform_id"))
-        version["transform"] = (
-            {
-                "id": made.id,
-                "import_id": made.import_id,
-                "reverts_id": made.reverts_id,
-                "finished_at": made.as_dict()["finished_at"],
-                "creator": users[made.created_by].as_dict() if made.created_by in users else None,
-            }
-            if made
-            else None
-        )
-    return found
+    return jsonify(key=key, versions=history.attributed(db, current_backoffice().references, found))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.bulk import COUNTS
 from app.cli.context import backoffice, in_session
+from app.cli.transforms import COUNTS
 
 if TYPE_CHECKING:
     from app import Backoffice

@@ -42,4 +42,5 @@ def prune_command(dry_run: bool, batch_size: int, as_json: bool) -> None:
         return
     verb = "would be deleted (dry run)" if dry_run else "deleted"
     for kind, count in counts.items():
-        click.echo(f"{LABELS[kind]}: {count} {verb}")
+        # A dataset's history (`products_history`) is named by its table.
+        click.echo(f"{LABELS.get(kind, kind.replace('_', ' '))}: {count} {verb}")

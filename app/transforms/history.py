@@ -21,10 +21,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
 from app.datasets.base import Dataset, Field
 from app.errors import Refused
+from app.models.data.workspace import Transform
 
 # Stand-ins for NULL in a key, so that key columns compare with `=` (which a hash join can
 # use) and NULL equals NULL as the unique index has it. None of them is a value a cast gives:
@@ -166,12 +167,39 @@ def versions(conn: Connection, dataset: Dataset, customer_id: int, key: dict) ->
     return found
 
 
+def attributed(session, references, found: list[dict]) -> list[dict]:
+    """Versions with their transform (id, import, revert link, when it finished) and the user
+    who started it: one query for the transforms, the users through the reference cache."""
+    ids = {v["transform_id"] for v in found if v.get("transform_id")}
+    ids |= {v["replaced_by"] for v in found if v.get("replaced_by")}
+    records = {}
+    if ids:
+        rows = session.scalars(select(Transform).where(Transform.id.in_(ids)))
+        records = {t.id: t for t in rows}
+    users = references.lookup_many(session, "user", (t.created_by for t in records.values()))
+    for version in found:
+        made = records.get(version.get("transform_id"))
+        creator = users.get(made.created_by) if made else None
+        version["transform"] = (
+            {
+                "id": made.id,
+                "import_id": made.import_id,
+                "reverts_id": made.reverts_id,
+                "finished_at": made.finished_at.isoformat() if made.finished_at else None,
+                "creator": creator.as_dict() if creator and creator.exists else None,
+            }
+            if made
+            else None
+        )
+    return found
+
+
 def _version(row, fields: list[str], *, replaced_by: int | None) -> dict:
     return {
         "values": {n: row[n] for n in fields},
         "transform_id": row["source_transform_id"],
         "import_id": row["source_import_id"],
-        "loaded_at": row["loaded_at"].isoformat() if row["loaded_at"] else None,
+        "loaded_at": row["loaded_at"],
         "replaced_by": replaced_by,
     }
 
@@ -191,8 +219,9 @@ def key_from(dataset: Dataset, args) -> dict[str, str | None]:
 
 
 def shown(row: dict) -> dict:
-    """A row of `rows_page` as JSON: values as text, the time in ISO 8601."""
-    return {**row, "loaded_at": row["loaded_at"].isoformat() if row["loaded_at"] else None}
+    """A row of `rows_page` or a version of `versions` as JSON: the time in ISO 8601."""
+    at = row.get("loaded_at")
+    return {**row, "loaded_at": at.isoformat() if at else None}
 
 
 def encode_cursor(values: list) -> str:

@@ -21,6 +21,7 @@ from app.errors import Refused
 from app.imports.staged import require_staged
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch, Transform, TransformError
+from app.transforms import changes
 from app.transforms.sql import Plan
 
 # A preview casts this many rows at most, in the request that asks (docs/DATASETS.md), and
@@ -252,10 +253,10 @@ def preview(
         cursor.execute(plan.typed_table())
         rejected = cursor.execute(plan.cast_batch(), (0, rows)).fetchone()[0]
         inserted, updated, distinct, *per = cursor.execute(
-            plan.would_write(batch.customer_id)
+            changes.would_write(plan, batch.customer_id)
         ).fetchone()
-        changed = cursor.execute(plan.changed_rows(batch.customer_id, PREVIEW_CHANGES))
-        changes = _changes(plan, changed)
+        changed = cursor.execute(changes.changed_rows(plan, batch.customer_id, PREVIEW_CHANGES))
+        listed = _changes(plan, changed)
         rejects = [
             {"line": line, "column": column, "value": value, "reason": reason}
             for line, column, value, reason in cursor.execute(plan.refusals(PREVIEW_REJECTS))
@@ -281,7 +282,7 @@ def preview(
         max_rejects=max_rejects,
         columns=DATASETS[dataset].column_use(resolved),
         changed_columns=dict(zip(plan.updates, per, strict=True)),
-        changes=changes,
+        changes=listed,
     )
 
 
@@ -341,12 +342,6 @@ def list_transforms(
     if import_id:
         query = query.where(Transform.import_id == import_id)
     return list(session.scalars(query))
-
-
-def by_ids(session: BackofficeSession, ids: set[int]) -> list[Transform]:
-    if not ids:
-        return []
-    return list(session.scalars(select(Transform).where(Transform.id.in_(ids))))
 
 
 def get(session: BackofficeSession, transform_id: int) -> Transform:

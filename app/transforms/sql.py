@@ -288,7 +288,7 @@ class Plan:
             tests.append(sql.SQL("({}) IS NOT FALSE").format(sql.SQL(rule.sql)))
         return sql.SQL(" AND ").join(tests) if tests else sql.SQL("true")
 
-    def _valid_rows(self, *, deduplicate: bool, batch: bool = False) -> sql.Composable:
+    def valid_rows(self, *, deduplicate: bool, batch: bool = False) -> sql.Composable:
         """The valid typed rows (of the rec range (%s, %s) only, with `batch`); with
         `deduplicate`, of rows sharing a key only the last in the file."""
         key = [sql.SQL("x.{}").format(sql.Identifier(k)) for k in self.dataset.key]
@@ -306,7 +306,7 @@ class Plan:
             else sql.SQL(""),
         )
 
-    def _changed(self, stored: sql.Composable, incoming: sql.Composable) -> sql.Composable:
+    def changed(self, stored: sql.Composable, incoming: sql.Composable) -> sql.Composable:
         """Whether a stored row differs from the incoming one in the fields an update writes:
         only such rows are written. A partial file's unmapped fields do not count."""
         names = self.updates
@@ -345,7 +345,7 @@ class Plan:
                 sets=sql.SQL(", ").join(
                     sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in self.updates
                 ),
-                changed=self._changed(sql.SQL("t"), sql.SQL("EXCLUDED")),
+                changed=self.changed(sql.SQL("t"), sql.SQL("EXCLUDED")),
             )
         else:  # nothing but the key: a stored row is left as it is
             on_conflict = sql.SQL("DO NOTHING")
@@ -359,73 +359,9 @@ class Plan:
             cid=_lit(customer_id),
             iid=_lit(import_id),
             tid=_lit(transform_id),
-            source=self._valid_rows(deduplicate=deduplicate, batch=batch),
+            source=self.valid_rows(deduplicate=deduplicate, batch=batch),
             key=key,
             on_conflict=on_conflict,
-        )
-
-    def would_write(self, customer_id: int) -> sql.Composable:
-        """What `upsert` would do, without doing it: (new keys, stored rows that would change,
-        distinct keys, then for each field an update writes, how many stored values would
-        change), from the same valid rows and the same test of change."""
-        return sql.SQL(
-            "SELECT count(*) FILTER (WHERE t.customer_id IS NULL), "
-            "count(*) FILTER (WHERE t.customer_id IS NOT NULL AND {changed}), count(*) {per} "
-            "FROM {matched}"
-        ).format(
-            changed=self._changed(sql.SQL("t"), sql.SQL("src")),
-            per=sql.SQL("").join(
-                sql.SQL(
-                    ", count(*) FILTER (WHERE t.customer_id IS NOT NULL "
-                    "AND t.{0} IS DISTINCT FROM src.{0})"
-                ).format(sql.Identifier(n))
-                for n in self.updates
-            ),
-            matched=self._matched(customer_id),
-        )
-
-    def changed_rows(self, customer_id: int, first: int) -> sql.Composable:
-        """The first `first` stored rows, in file order, that `upsert` would change: the
-        source line, the key's values, then for each field an update writes its stored and
-        its new value as text and whether the two differ."""
-        d = self.dataset
-        return sql.SQL(
-            "SELECT {line}, {key} {pairs} FROM {matched} "
-            "WHERE t.customer_id IS NOT NULL AND {changed} ORDER BY src.rec LIMIT {first}"
-        ).format(
-            line=line_of(self.import_id, sql.SQL("src.rec")),
-            key=sql.SQL(", ").join(
-                sql.SQL("src.{}::text").format(sql.Identifier(k)) for k in d.key
-            ),
-            pairs=sql.SQL("").join(
-                sql.SQL(", t.{0}::text, src.{0}::text, t.{0} IS DISTINCT FROM src.{0}").format(
-                    sql.Identifier(n)
-                )
-                for n in self.updates
-            ),
-            matched=self._matched(customer_id),
-            changed=self._changed(sql.SQL("t"), sql.SQL("src")),
-            first=sql.Literal(first),
-        )
-
-    def _matched(self, customer_id: int) -> sql.Composable:
-        """The valid rows (the last of each key) `src`, each beside the stored row `t` of its
-        key, matched as the unique index matches it (NULLs equal); `t` is NULL for new keys."""
-        d = self.dataset
-        required = {f.name for f in d.fields if f.required}  # never NULL in a valid row
-        matches = [
-            sql.SQL(
-                "t.{0} = src.{0}" if k in required else "t.{0} IS NOT DISTINCT FROM src.{0}"
-            ).format(sql.Identifier(k))
-            for k in d.key
-        ]
-        return sql.SQL(
-            "({source}) src LEFT JOIN {table} t ON t.customer_id = {cid} AND {m}"
-        ).format(
-            source=self._valid_rows(deduplicate=True),
-            table=sql.Identifier("reference", d.name),
-            cid=_lit(customer_id),
-            m=sql.SQL(" AND ").join(matches),
         )
 
     def write_counts(self) -> sql.Composable:

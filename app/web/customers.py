@@ -11,6 +11,7 @@ from app.audit import Actor
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.customers import service as customers_service
+from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import Refused
 from app.exports import service as exports
@@ -121,6 +122,7 @@ def _show(record, form: EditCustomerForm) -> str:
         title=f"Customer {record.code}",
         customer=record,
         form=form,
+        datasets=DATASETS.values(),
         imports=while_data_engine_up(
             lambda: imports.list_imports(db_session(), customer_id=record.id, limit=20)
         ),

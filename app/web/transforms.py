@@ -5,22 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import HiddenField, IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
+from app.api.jobs import commit_created
 from app.auth.access import allow
+from app.backoffice import current_backoffice
 from app.customers import service as customers
 from app.datasets import DATASETS
 from app.datasets.base import Dataset
 from app.db.session import db_session
+from app.errors import Refused
 from app.imports import service as imports
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch
+from app.transforms import revert
 from app.transforms import service as transforms
 from app.web.forms import PageForm, options
-from app.web.pages import bp, job_fragment, page_number
+from app.web.pages import bp, job_fragment, page_number, refused_back
 
 PAGE_SIZE = 50
 MAPPED = "map_"  # the mapping's selects: map_<column>, one per dataset column
@@ -117,6 +121,7 @@ def transform_page(transform_id: int):
         customer=customers.customers_by_id(db, [record.customer_id]).get(record.customer_id),
         counts=transforms.COUNTS,
         use=DATASETS[record.dataset].column_use(record.mapping),
+        revert_counts=revert.REVERT_COUNTS,
         errors=errors,
         total=total,
         page=page,
@@ -132,3 +137,43 @@ def transform_progress(transform_id: int):
     db = db_session()
     record = transforms.get(db, transform_id)
     return job_fragment(queue.get_job(db, record.job_id) if record.job_id else None)
+
+
+@bp.get("/transforms/<int:transform_id>/revert")
+@allow("operator")
+def confirm_revert(transform_id: int):
+    """Say what a revert would do (how many rows go back) before doing it; or why it cannot."""
+    db = db_session()
+    record = transforms.get(db, transform_id)
+    days = current_backoffice().settings.transform_history_days
+    try:
+        revert.refuse_unless_revertible(db, record, days)
+    except Refused as exc:
+        return refused_back(exc, url_for("web.transform_page", transform_id=record.id))
+    return render_template(
+        "transforms/revert.html",
+        title=f"Revert transform #{record.id}",
+        transform=record,
+        rows=revert.revertible_rows(db.connection_for("data"), record),
+    )
+
+
+@bp.post("/transforms/<int:transform_id>/revert")
+@allow("operator")
+def revert_transform(transform_id: int):
+    db = db_session()
+    bo = current_backoffice()
+    try:
+        made = revert.create(
+            db,
+            transform_id=transform_id,
+            history_days=bo.settings.transform_history_days,
+            created_by=current_user.user_id,
+            max_attempts=bo.settings.job_max_attempts,
+        )
+    except Refused as exc:
+        db.rollback()
+        return refused_back(exc, url_for("web.transform_page", transform_id=transform_id))
+    commit_created(db, "transform", made, "transform.revert")
+    flash(f"Transform #{made.id} started: the revert of transform #{transform_id}.", "success")
+    return redirect(url_for("web.transform_page", transform_id=made.id))
