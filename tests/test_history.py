@@ -273,3 +273,33 @@ def test_revert_through_the_api_and_the_command(bulk_app, bo, customer, committe
         json.loads(client.get(f"/api/transforms/{later.id}").data)["transform"]["reverted_by_id"]
         is None
     )
+
+
+def test_every_dataset_keeps_history_through_its_triggers(bo):
+    from app.datasets import DATASETS
+
+    with bo.engines.connect("data") as conn:
+        triggers = set(
+            conn.execute(
+                text(
+                    "SELECT c.relname || ':' || t.tgname FROM pg_trigger t "
+                    "JOIN pg_class c ON c.oid = t.tgrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'reference' AND NOT t.tgisinternal"
+                )
+            ).scalars()
+        )
+    for name in DATASETS:
+        assert {f"{name}:{name}_history_update", f"{name}:{name}_history_delete"} <= triggers
+
+
+def test_a_transform_published_before_history_was_kept_cannot_be_reverted(bo, customer):
+    made = transform(bo, run_import(bo, customer, FULL))
+    with bo.engines.connect("data") as conn, conn.begin():
+        conn.execute(
+            text("UPDATE workspace.transforms SET keeps_history = false WHERE id = :id"),
+            {"id": made.id},
+        )
+    with pytest.raises(Refused, match="before transforms kept history") as refused:
+        queue_revert(bo, made.id)
+    assert refused.value.code == "not_revertible"

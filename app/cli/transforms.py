@@ -185,7 +185,7 @@ def transforms_revert(transform_id: int, yes: bool, run_async: bool, as_json: bo
     def check(session):
         target = transforms.get(session, transform_id)
         revert.refuse_unless_revertible(session, target, days)
-        return revert.revertible_rows(session.connection_for("data"), target), target.dataset
+        return revert.revertible_rows(target), target.dataset
 
     rows, dataset = in_session(check)
     if not yes:

@@ -74,6 +74,13 @@ def refuse_unless_revertible(session: BackofficeSession, target: Transform, days
             code="not_revertible",
             status=409,
         )
+    if not target.keeps_history:
+        raise Refused(
+            f"transform {target.id} was published before transforms kept history: it cannot "
+            "be reverted",
+            code="not_revertible",
+            status=409,
+        )
     if target.reverted_by_id is not None:
         raise Refused(
             f"transform {target.id} was already reverted by transform {target.reverted_by_id}",
@@ -114,32 +121,12 @@ def conflict_message(transform_id: int, conflicts: list[int]) -> str:
     )
 
 
-def revertible_rows(conn: Connection, target: Transform) -> int:
-    """How many rows a revert of `target` would put back (for the confirmation)."""
-    d = DATASETS[target.dataset]
-    params = {"x": target.id, "c": target.customer_id}
-    history = conn.execute(
-        text(f"SELECT count(*) FROM reference.{d.name}_history WHERE transform_id = :x"), params
-    ).scalar_one()
-    inserted = 0
-    if target.reverts_id is None:
-        inserted = (
-            conn.execute(
-                text(
-                    f"SELECT count(*) FROM reference.{d.name} WHERE customer_id = :c "
-                    "AND source_transform_id = :x"
-                ),
-                params,
-            ).scalar_one()
-            - conn.execute(
-                text(
-                    f"SELECT count(*) FROM reference.{d.name}_history WHERE transform_id = :x "
-                    "AND op = 'update'"
-                ),
-                params,
-            ).scalar_one()
-        )
-    return history + max(inserted, 0)
+def revertible_rows(target: Transform) -> int:
+    """How many rows a revert of `target` puts back (for the confirmation): what it wrote, from
+    its counts, without reading the rows."""
+    counts = target.counts or {}
+    names = REVERT_COUNTS if target.reverts_id else ("inserted", "updated")
+    return sum(counts.get(name, 0) for name in names)
 
 
 # -- what stands in the way -------------------------------------------------------------------
@@ -167,7 +154,8 @@ def _conflicts_of_transform(d: Dataset) -> sql.Composable:
     history = sql.Identifier("reference", f"{d.name}_history")
     return sql.SQL(
         "WITH later AS (SELECT id FROM workspace.transforms WHERE customer_id = %(c)s "
-        "AND dataset = %(d)s AND id <> %(x)s AND status = 'succeeded'), "
+        "AND dataset = %(d)s AND id <> %(x)s AND status = 'succeeded' "
+        "AND finished_at >= (SELECT finished_at FROM workspace.transforms WHERE id = %(x)s)), "
         "touched AS (SELECT h.* FROM {history} h WHERE h.transform_id = %(x)s "
         "UNION ALL SELECT h.* FROM {history} h WHERE h.transform_id IN (SELECT id FROM later) "
         "AND h.source_transform_id = %(x)s) "

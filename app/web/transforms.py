@@ -154,7 +154,7 @@ def confirm_revert(transform_id: int):
         "transforms/revert.html",
         title=f"Revert transform #{record.id}",
         transform=record,
-        rows=revert.revertible_rows(db.connection_for("data"), record),
+        rows=revert.revertible_rows(record),
     )
 
 

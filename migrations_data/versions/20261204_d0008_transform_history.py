@@ -10,7 +10,8 @@ per dataset filled by triggers, and the revert's links on workspace.transforms.
   transaction's `backoffice.transform_id` setting. Without it (a purge, a hand-made fix) they
   record nothing. Inserts have no trigger: an all-new transform pays nothing for history.
 - `workspace.transforms.reverts_id` / `reverted_by_id`: a revert is a transform record of its
-  own, pointing at the transform it undid.
+  own, pointing at the transform it undid; `keeps_history`: false for the transforms published
+  before, which cannot be reverted.
 
 Revision ID: d0008_transform_history
 Revises: d0007_import_lines
@@ -109,9 +110,19 @@ def upgrade() -> None:
         op.add_column(
             'transforms', sa.Column(column, sa.BigInteger(), nullable=True), schema='workspace'
         )
+    # Transforms published before this revision kept no history: they cannot be reverted.
+    op.add_column(
+        'transforms',
+        sa.Column('keeps_history', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+        schema='workspace',
+    )
+    op.alter_column(
+        'transforms', 'keeps_history', server_default=sa.text('true'), schema='workspace'
+    )
 
 
 def downgrade() -> None:
+    op.drop_column('transforms', 'keeps_history', schema='workspace')
     op.drop_column('transforms', 'reverted_by_id', schema='workspace')
     op.drop_column('transforms', 'reverts_id', schema='workspace')
     for name in DATASETS:

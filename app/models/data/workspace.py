@@ -208,6 +208,8 @@ class Transform(JobBacked, DataBase):
     # `reverted_by_id` names it back while the revert stands (docs/DATASETS.md).
     reverts_id: Mapped[int | None] = mapped_column(BigInteger)  # workspace.transforms.id
     reverted_by_id: Mapped[int | None] = mapped_column(BigInteger)  # workspace.transforms.id
+    # False for the transforms published before history was kept (d0008): not revertible.
+    keeps_history: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
