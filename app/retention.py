@@ -114,8 +114,11 @@ RULES += tuple(
         f"{name}_history",
         f"reference.{name}_history",
         "id",
-        # Through transform_id, which the history's index leads with.
-        "r.transform_id IN (SELECT t.id FROM workspace.transforms t WHERE t.finished_at < :cutoff)",
+        # Through transform_id, which the history's index leads with. Kept while a revert of
+        # the transform is within the window too: reverting that revert needs it.
+        "r.transform_id IN (SELECT t.id FROM workspace.transforms t WHERE t.finished_at < :cutoff "
+        "AND NOT EXISTS (SELECT 1 FROM workspace.transforms v WHERE v.reverts_id = t.id "
+        "AND coalesce(v.finished_at, now()) >= :cutoff))",
         lambda s: s.transform_history_days,
     )
     for name in DATASETS

@@ -17,7 +17,7 @@ from app.retention import prune
 from app.transforms import history
 from app.transforms import revert as reverts
 from app.transforms import service as transforms
-from tests.bulk import PRODUCT_HEADER, counts, run_import
+from tests.bulk import PRODUCT_HEADER, RATES_HEADER, counts, run_import
 from tests.conftest import create_user, login
 from tests.harness import backoffice
 
@@ -52,7 +52,9 @@ def transform(bo, import_id, user=None, **options):
 
 def queue_revert(bo, transform_id: int):
     with session_scope(bo.session_factory) as session:
-        made = reverts.create(session, transform_id=transform_id, history_days=90, created_by=None)
+        made = reverts.create(
+            session, bo.references, transform_id=transform_id, history_days=90, created_by=None
+        )
         return made.id, made.job_id
 
 
@@ -303,3 +305,125 @@ def test_a_transform_published_before_history_was_kept_cannot_be_reverted(bo, cu
     with pytest.raises(Refused, match="before transforms kept history") as refused:
         queue_revert(bo, made.id)
     assert refused.value.code == "not_revertible"
+
+
+def test_a_revert_whose_history_was_pruned_meanwhile_is_refused_and_changes_nothing(bo, customer):
+    transform(bo, run_import(bo, customer, FULL))
+    later = transform(bo, run_import(bo, customer, LATER))
+    after = table(bo, customer)
+    _revert_id, job_id = queue_revert(bo, later.id)
+    with bo.engines.connect("data") as conn, conn.begin():  # as a prune's batch would
+        conn.execute(
+            text("DELETE FROM reference.products_history WHERE transform_id = :id"),
+            {"id": later.id},
+        )
+    outcome = run_now(bo, job_id)
+    assert outcome.status == "failed" and "no longer complete" in outcome.error
+    assert table(bo, customer) == after, "nothing deleted"
+
+
+def test_a_refused_revert_names_the_latest_transform_on_its_rows(bo, customer):
+    """T0 inserts P1, T1 and T2 change it, #4 reverts T2, #5 reverts T1: reverting #4 (which
+    would bring T2's price back) is refused naming #5, which stands on the row, not T0."""
+    t0 = transform(bo, run_import(bo, customer, PRODUCT_HEADER + "P1,Kettle,1,EUR\n"))
+    t1 = transform(bo, run_import(bo, customer, PRODUCT_HEADER + "P1,Kettle,2,EUR\n"))
+    t2 = transform(bo, run_import(bo, customer, PRODUCT_HEADER + "P1,Kettle,3,EUR\n"))
+    four, _ = revert(bo, t2.id)
+    five, _ = revert(bo, t1.id)
+    with pytest.raises(Refused, match=rf"transform\(s\) #{five.id} changed") as refused:
+        queue_revert(bo, four.id)
+    assert f"#{t0.id}" not in refused.value.message
+
+
+def test_reverting_a_chain_of_reverts_keeps_which_transform_stands(bo, customer):
+    transform(bo, run_import(bo, customer, FULL))
+    later = transform(bo, run_import(bo, customer, LATER))
+    after_later, before = table(bo, customer), None
+    three, _ = revert(bo, later.id)
+    before = table(bo, customer)
+    four, _ = revert(bo, three.id)
+    assert table(bo, customer) == after_later
+    five, outcome = revert(bo, four.id)
+    assert outcome.status == "succeeded" and table(bo, customer) == before
+    with bo.session_factory() as session:
+        links = {
+            t.id: t.reverted_by_id
+            for t in (transforms.get(session, n) for n in (later.id, three.id, four.id))
+        }
+    assert links == {later.id: three.id, three.id: None, four.id: five.id}
+
+
+def test_a_revert_is_refused_for_an_inactive_customer(bo, customer):
+    from app.customers import service as customers
+
+    later = transform(bo, run_import(bo, customer, FULL))
+    with session_scope(bo.session_factory) as session:
+        record = customers.get_customer(session, customer.id)
+        customers.update_customer(session, Actor(None, "test"), record, status="inactive")
+    with pytest.raises(Refused) as refused:
+        queue_revert(bo, later.id)
+    assert refused.value.code == "inactive_customer"
+
+
+def test_rows_page_through_rates_in_key_order_with_empty_and_numeric_keys(bulk_app, bo, customer):
+    """Weights 5 and 10.5 sort one way as numbers and the other as text; empty origins and
+    weights come last: paging one row at a time gives every row once, in the index's order."""
+    lines = [
+        f"DHL,EXP,{origin},75001,{weight},,{n + 1},EUR,2025-01-01,"
+        for n, (origin, weight) in enumerate(
+            (o, w) for o in ("10115", "") for w in ("5", "10.5", "", "0")
+        )
+    ]
+    import_id = run_import(bo, customer, RATES_HEADER + "\n".join(lines) + "\n")
+    with session_scope(bo.session_factory) as session:
+        made = transforms.create(
+            session, bo.references, import_id=import_id, dataset="rates", created_by=None
+        )
+        job_id = made.job_id
+    assert run_now(bo, job_id).status == "succeeded"
+    client = bulk_app.test_client()
+    login(client, create_user(bo.session_factory, "viewer").email)
+    seen, after = [], None
+    for _ in range(20):
+        answer = client.get(
+            f"/api/datasets/rates/rows?customer_id={customer.id}&limit=1"
+            + (f"&after={after}" if after else "")
+        )
+        assert answer.status_code == 200, answer.json
+        seen += [(r["origin_postal"], r["weight_min_kg"]) for r in answer.json["rows"]]
+        after = answer.json["next"]
+        if not after:
+            break
+    assert seen == [
+        ("10115", "0"),
+        ("10115", "5"),
+        ("10115", "10.5"),
+        ("10115", None),
+        (None, "0"),
+        (None, "5"),
+        (None, "10.5"),
+        (None, None),
+    ]
+    base = f"/api/datasets/rates/history?customer_id={customer.id}&carrier=DHL&service=EXP"
+    found = client.get(
+        f"{base}&origin_postal=&dest_postal=75001&weight_min_kg=10.50&effective_date=2025-01-01"
+    )
+    assert found.status_code == 200, found.json
+    assert found.json["versions"][0]["values"]["price"] == "6"
+    for bad in ("weight_min_kg=%D9%A3", "weight_min_kg=1e200000", "effective_date=2021-W01-1"):
+        key = {"weight_min_kg": "5", "effective_date": "2025-01-01"}
+        name, value = bad.split("=")
+        query = "&".join(f"{k}={value if k == name else v}" for k, v in key.items())
+        refused = client.get(f"{base}&origin_postal=&dest_postal=75001&{query}")
+        assert refused.status_code == 422 and refused.json["error"]["code"] == "invalid_key"
+    import base64
+
+    for cursor in (
+        base64.urlsafe_b64encode(json.dumps(["A\u0000", None, None, "1", None, None]).encode()),
+        base64.urlsafe_b64encode(b"[" * 5000),
+        b"not-a-cursor",
+    ):
+        refused = client.get(
+            f"/api/datasets/rates/rows?customer_id={customer.id}&after={cursor.decode()}"
+        )
+        assert refused.status_code == 422, (cursor[:20], refused.data[:200])

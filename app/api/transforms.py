@@ -102,6 +102,7 @@ def revert_transform(transform_id: int):
     db = db_session()
     made = revert.create(
         db,
+        bo.references,
         transform_id=transform_id,
         history_days=bo.settings.transform_history_days,
         created_by=current_user.user_id,
@@ -144,7 +145,7 @@ def dataset_rows(name: str, query: RowsQuery):
         dataset,
         query.customer_id,
         limit=query.limit,
-        after=history.decode_cursor(dataset, query.after) if query.after else None,
+        after=query.after,
         starts=query.q,
     )
     return jsonify(

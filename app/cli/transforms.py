@@ -197,6 +197,7 @@ def transforms_revert(transform_id: int, yes: bool, run_async: bool, as_json: bo
     made = in_session(
         lambda session: revert.create(
             session,
+            bo.references,
             transform_id=transform_id,
             history_days=days,
             created_by=None,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from psycopg import sql
@@ -86,27 +84,26 @@ CASTS = {
 }  # field type -> SQL type, where they differ
 
 
-def checked_value(f: Field, value: str) -> str:
-    """A key value given as text, refused (422) unless the column's type reads it, so that a
-    cast in SQL never fails on it."""
-    try:
-        if f.type == "numeric":
-            if not Decimal(value).is_finite():
-                raise ValueError(value)
-        elif f.type == "date":
-            date.fromisoformat(value)
-        elif f.type == "timestamp":
-            datetime.fromisoformat(value)
-        elif f.type == "boolean" and value.lower() not in ("true", "false"):
-            raise ValueError(value)
-    except (ValueError, InvalidOperation):
-        raise Refused(
-            f"{f.name}: {value[:40]!r} is not a {f.type}", code="invalid_key", status=422
-        ) from None
+PG_TYPES = {"numeric": "numeric", "date": "date", "timestamp": "timestamptz", "boolean": "boolean"}
+MAX_KEY_TEXT = 1000  # a key value from an address: more is no key anyone stored
+
+
+def checked_value(conn: Connection, f: Field, value: str) -> str:
+    """A key value given as text, refused (422) unless the column's type reads it as the
+    server does (`pg_input_is_valid`), so that a cast in SQL never fails on it."""
+    ok = "\x00" not in value and len(value) <= MAX_KEY_TEXT
+    if ok and f.type in PG_TYPES:
+        ok = conn.execute(
+            text("SELECT pg_input_is_valid(:v, :t)"), {"v": value, "t": PG_TYPES[f.type]}
+        ).scalar()
+    if not ok:
+        raise Refused(f"{f.name}: {value[:40]!r} is not a {f.type}", code="invalid_key", status=422)
     return value
 
 
-def key_filter(dataset: Dataset, key: dict[str, str | None]) -> tuple[str, dict[str, Any]]:
+def key_filter(
+    conn: Connection, dataset: Dataset, key: dict[str, str | None]
+) -> tuple[str, dict[str, Any]]:
     """A WHERE clause (for the row and history indexes) matching one key given as text (None
     for an empty key column)."""
     clauses, params = [], {}
@@ -118,7 +115,7 @@ def key_filter(dataset: Dataset, key: dict[str, str | None]) -> tuple[str, dict[
         else:
             kind = CASTS.get(fields[name].type, fields[name].type)
             clauses.append(f'"{name}" = CAST(:k{n} AS {kind})')
-            params[f"k{n}"] = checked_value(fields[name], value)
+            params[f"k{n}"] = checked_value(conn, fields[name], value)
     return " AND ".join(clauses), params
 
 
@@ -126,7 +123,7 @@ def versions(conn: Connection, dataset: Dataset, customer_id: int, key: dict) ->
     """A row's versions, newest first: the stored one (or its absence, when a revert removed
     it), then each version a transform replaced, with the transform it came from and the one
     that replaced it. Empty when the key was never stored."""
-    where, params = key_filter(dataset, key)
+    where, params = key_filter(conn, dataset, key)
     params["c"] = customer_id
     conn.execute(text("SET LOCAL timezone = 'UTC'"))
     fields = [f.name for f in dataset.fields]
@@ -228,12 +225,14 @@ def encode_cursor(values: list) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(dataset: Dataset, cursor: str) -> list:
-    """The key values a cursor carries; refused (422) when it is not one of ours."""
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
-        values = None
+def decode_cursor(conn: Connection, dataset: Dataset, cursor: str) -> list:
+    """The key values a cursor carries; refused (422) when it is not one this list gave."""
+    values = None
+    if len(cursor) <= 4 * MAX_KEY_TEXT * len(dataset.key):
+        try:
+            values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except (ValueError, RecursionError):
+            values = None
     fields = {f.name: f for f in dataset.fields}
     if (
         not isinstance(values, list)
@@ -241,10 +240,8 @@ def decode_cursor(dataset: Dataset, cursor: str) -> list:
         or not all(v is None or isinstance(v, str) for v in values)
     ):
         raise Refused("after: not a cursor this list gave", code="invalid_cursor", status=422)
-    return [
-        v if v is None else checked_value(fields[k], v)
-        for k, v in zip(dataset.key, values, strict=True)
-    ]
+    pairs = zip(dataset.key, values, strict=True)
+    return [v if v is None else checked_value(conn, fields[k], v) for k, v in pairs]
 
 
 def rows_page(
@@ -253,12 +250,12 @@ def rows_page(
     customer_id: int,
     *,
     limit: int,
-    after: list | None = None,
+    after: str | None = None,
     starts: str | None = None,
 ) -> tuple[list[dict], list | None]:
     """A page of the customer's rows in key order (keyset: from the unique index, whatever the
-    table's size), after the key `after`, of keys whose first column starts with `starts`;
-    and the cursor of the next page, or None."""
+    table's size), after the key the cursor `after` carries, of keys whose first column
+    starts with `starts`; and the key to make the next page's cursor of, or None."""
     fields = {f.name: f for f in dataset.fields}
     key = list(dataset.key)
     params: dict[str, Any] = {"c": customer_id, "limit": limit + 1}
@@ -271,18 +268,21 @@ def rows_page(
             clauses.append(f'"{first}" >= :s AND "{first}" < :s_end')
             params["s_end"] = starts + "\U0010ffff"
     if after is not None:
-        if fields[first].required and after[0] is not None:  # an index bound for the scan
+        last = decode_cursor(conn, dataset, after)
+        if fields[first].required and last[0] is not None:  # an index bound for the scan
             clauses.append(
                 f'"{first}" >= CAST(:a0 AS {CASTS.get(fields[first].type, fields[first].type)})'
             )
-        clauses.append(_after(dataset, after, params))
-    order = ", ".join(f'"{k}" ASC NULLS LAST' for k in key)
+        clauses.append(_after(dataset, last, params))
+    # The table's own columns (r.), not the text the page shows: ORDER BY would take the
+    # output names, sort "10.5" before "5" and read no index.
+    order = ", ".join(f'r."{k}" ASC NULLS LAST' for k in key)
     names = ", ".join(f'"{f}"::text AS "{f}"' for f in fields)
     conn.execute(text("SET LOCAL timezone = 'UTC'"))
     rows = (
         conn.execute(
             text(
-                f"SELECT {names}, source_transform_id, loaded_at FROM reference.{dataset.name} "
+                f"SELECT {names}, source_transform_id, loaded_at FROM reference.{dataset.name} r "
                 f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT :limit"
             ),
             params,

@@ -40,6 +40,7 @@ REVERT_COUNTS = ("restored", "deleted", "reinserted")
 
 def create(
     session: BackofficeSession,
+    references,
     *,
     transform_id: int,
     history_days: int,
@@ -48,6 +49,7 @@ def create(
 ) -> Transform:
     """The revert of a published transform, queued; refused when it cannot be done."""
     target = session.get_or_404(Transform, transform_id, "transform")
+    references.customer(session, target.customer_id)  # active: a purge refuses new work
     refuse_unless_revertible(session, target, history_days)
     revert = Transform(
         import_id=target.import_id,
@@ -97,11 +99,7 @@ def refuse_unless_revertible(session: BackofficeSession, target: Transform, days
             status=409,
         )
     conn = session.connection_for("data")
-    expired = conn.execute(
-        text("SELECT CAST(:at AS timestamptz) < now() - make_interval(days => :days)"),
-        {"at": target.finished_at, "days": days},
-    ).scalar()
-    if expired:
+    if _expired(conn, target, days):
         raise Refused(
             f"transform {target.id} is older than the {days} days its history is kept "
             "(TRANSFORM_HISTORY_DAYS): it can no longer be reverted",
@@ -111,14 +109,6 @@ def refuse_unless_revertible(session: BackofficeSession, target: Transform, days
     conflicts = conflicting(conn, target)
     if conflicts:
         raise Refused(conflict_message(target.id, conflicts), code="revert_conflict", status=409)
-
-
-def conflict_message(transform_id: int, conflicts: list[int]) -> str:
-    named = ", ".join(f"#{n}" for n in conflicts)
-    return (
-        f"later transform(s) {named} changed rows that transform {transform_id} wrote: revert "
-        "them first, newest first"
-    )
 
 
 def revertible_rows(target: Transform) -> int:
@@ -132,85 +122,126 @@ def revertible_rows(target: Transform) -> int:
 # -- what stands in the way -------------------------------------------------------------------
 
 
-def conflicting(conn: Connection, target: Transform) -> list[int]:
-    """The later transforms whose changes stand on rows `target` touched, newest first; empty
-    when every such row is still as `target` left it."""
+def conflicting(conn: Connection, target: Any) -> list[int | None]:
+    """For each row `target` touched that is no longer as it left it, the latest transform
+    (published after it) that touched that row: the ones to revert first, newest first. None
+    stands for a row whose later writer is unknown (its history pruned). Empty: no conflict."""
     d = DATASETS[target.dataset]
-    cursor = conn.connection.dbapi_connection.cursor()
-    revert = target.reverts_id is not None
-    statement = _conflicts_of_revert(d) if revert else _conflicts_of_transform(d)
-    found = cursor.execute(
-        statement,
+    bad = _changed_since_transform(d) if target.reverts_id is None else _changed_since_revert(d)
+    rows = conn.connection.dbapi_connection.cursor().execute(
+        _latest_writers(d, bad),
         {"x": target.id, "c": target.customer_id, "t": target.reverts_id, "d": target.dataset},
-    ).fetchall()
-    return sorted({n for (n,) in found if n is not None}, reverse=True)
+    )
+    found = {n for (n,) in rows}
+    return sorted(found - {None}, reverse=True) + ([None] if None in found else [])
 
 
-def _conflicts_of_transform(d: Dataset) -> sql.Composable:
-    """X wrote its rows with its stamp: every row X touched (its history, and later history
-    of versions stamped X) must still be stamped X. Names the stamp that stands instead, or
-    the revert that removed the row."""
+def conflict_message(transform_id: int, conflicts: list[int | None]) -> str:
+    named = ", ".join(f"#{n}" for n in conflicts if n is not None)
+    if not named:
+        return (
+            f"rows that transform {transform_id} wrote have changed since, and the history "
+            "of what changed them is no longer kept: it cannot be reverted"
+        )
+    return (
+        f"later transform(s) {named} changed rows that transform {transform_id} wrote: revert "
+        "them first, newest first"
+    )
+
+
+# The transforms of the same customer and dataset published after X.
+LATER = (
+    "later AS (SELECT id, finished_at FROM workspace.transforms WHERE customer_id = %(c)s "
+    "AND dataset = %(d)s AND id <> %(x)s AND status = 'succeeded' "
+    "AND finished_at >= (SELECT finished_at FROM workspace.transforms WHERE id = %(x)s))"
+)
+
+
+def _changed_since_transform(d: Dataset) -> sql.Composable:
+    """`bad`: the keys of the rows X (a transform) wrote that no longer carry its stamp. X
+    touched its history's rows, and rows whose version stamped X a later history holds."""
     table = sql.Identifier("reference", d.name)
     history = sql.Identifier("reference", f"{d.name}_history")
     return sql.SQL(
-        "WITH later AS (SELECT id FROM workspace.transforms WHERE customer_id = %(c)s "
-        "AND dataset = %(d)s AND id <> %(x)s AND status = 'succeeded' "
-        "AND finished_at >= (SELECT finished_at FROM workspace.transforms WHERE id = %(x)s)), "
         "touched AS (SELECT h.* FROM {history} h WHERE h.transform_id = %(x)s "
         "UNION ALL SELECT h.* FROM {history} h WHERE h.transform_id IN (SELECT id FROM later) "
-        "AND h.source_transform_id = %(x)s) "
-        "SELECT DISTINCT coalesce(t.source_transform_id, h.transform_id) FROM touched h "
+        "AND h.source_transform_id = %(x)s), "
+        "bad AS (SELECT DISTINCT {keys}, t.source_transform_id AS stamp FROM touched h "
         "LEFT JOIN {table} t ON t.customer_id = %(c)s AND {same} "
-        "WHERE t.source_transform_id IS DISTINCT FROM %(x)s"
-    ).format(history=history, table=table, same=same_key(d, "t", "h"))
+        "WHERE t.source_transform_id IS DISTINCT FROM %(x)s)"
+    ).format(history=history, table=table, same=same_key(d, "t", "h"), keys=_keys(d, "h"))
 
 
-def _conflicts_of_revert(d: Dataset) -> sql.Composable:
-    """X reverted T: every row X touched must still be as T found it (T's history: the
-    version T replaced, stamped as it was; absent where T inserted it). Names what stands."""
+def _changed_since_revert(d: Dataset) -> sql.Composable:
+    """`bad`: the keys of the rows X (the revert of T) touched that are no longer as X left
+    them: as T found them (T's history: the version T replaced, with its stamp), or absent."""
     table = sql.Identifier("reference", d.name)
     history = sql.Identifier("reference", f"{d.name}_history")
     return sql.SQL(
-        "SELECT DISTINCT coalesce(t.source_transform_id, x.transform_id) "
-        "FROM {history} x "
+        "bad AS (SELECT DISTINCT {keys}, t.source_transform_id AS stamp FROM {history} x "
         "LEFT JOIN {history} b ON b.transform_id = %(t)s AND {same_b} "
         "LEFT JOIN {table} t ON t.customer_id = %(c)s AND {same_t} "
         "WHERE x.transform_id = %(x)s AND CASE "
         "  WHEN x.op = 'delete' THEN t.customer_id IS NOT NULL "
         "  ELSE t.customer_id IS NULL "
         "    OR t.source_transform_id IS DISTINCT FROM b.source_transform_id "
-        "END"
+        "END)"
     ).format(
         history=history,
         table=table,
         same_b=same_key(d, "b", "x"),
         same_t=same_key(d, "t", "x"),
+        keys=_keys(d, "x"),
     )
+
+
+def _latest_writers(d: Dataset, bad: sql.Composable) -> sql.Composable:
+    """Per key of `bad`, the transform published after X that touched it last: one whose
+    history holds the key, or whose stamp the row carries now (it inserted or wrote it)."""
+    history = sql.Identifier("reference", f"{d.name}_history")
+    key = sql.SQL(", ").join(sql.Identifier("b", k) for k in d.key)
+    return sql.SQL(
+        "WITH {later}, {bad}, who AS ("
+        "SELECT {key}, l.id, l.finished_at FROM bad b JOIN {history} h "
+        "ON h.customer_id = %(c)s AND {same} JOIN later l ON l.id = h.transform_id "
+        "UNION ALL SELECT {key}, l.id, l.finished_at FROM bad b JOIN later l ON l.id = b.stamp "
+        "UNION ALL SELECT {key}, NULL, '-infinity' FROM bad b) "
+        "SELECT DISTINCT ON ({plain}) id FROM who b "
+        "ORDER BY {plain}, finished_at DESC, id DESC NULLS LAST"
+    ).format(
+        later=sql.SQL(LATER),
+        bad=bad,
+        history=history,
+        key=key,
+        same=same_key(d, "h", "b"),
+        plain=key,
+    )
+
+
+def _keys(d: Dataset, alias: str) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(alias, k) for k in d.key)
 
 
 # -- the job ------------------------------------------------------------------------------
 
 
 def run(ctx: JobContext, revert_id: int) -> dict[str, Any]:
-    """The revert's attempt: checked again and written in the one publishing transaction."""
+    """The revert's attempt: checked again under the lock and written in the one publishing
+    transaction."""
     with ctx.data_transaction() as conn:
         revert = conn.execute(select(Transform.__table__).where(Transform.id == revert_id)).one()
         if revert.status == "succeeded":  # a retry after a publish that did commit
             result = {"transform_id": revert.id, **revert.counts}
             ctx.publish(conn, result)
             return result
-        target = conn.execute(
-            select(Transform.__table__).where(Transform.id == revert.reverts_id)
-        ).one()
         writing(conn, revert)  # after any transform of these rows that is still publishing
+        target = conn.execute(
+            select(Transform.__table__).where(Transform.id == revert.reverts_id).with_for_update()
+        ).one()
         conn.execute(text("SET LOCAL timezone = 'UTC'"))
-        if target.reverted_by_id is not None:
-            raise JobFailed(
-                f"transform {target.id} was already reverted by transform {target.reverted_by_id}"
-            )
-        conflicts = conflicting(conn, target)
-        if conflicts:
-            raise JobFailed(conflict_message(target.id, conflicts))
+        refusal = _refusal(conn, target, ctx.backoffice.settings.transform_history_days)
+        if refusal:
+            raise JobFailed(refusal)
         counts = restore(conn, DATASETS[target.dataset], target, revert.id)
         ctx.check()
         conn.execute(
@@ -220,18 +251,66 @@ def run(ctx: JobContext, revert_id: int) -> dict[str, Any]:
             ),
             {"counts": json.dumps(counts), "id": revert.id},
         )
-        conn.execute(
-            text("UPDATE workspace.transforms SET reverted_by_id = :r WHERE id = :x"),
-            {"r": revert.id, "x": target.id},
-        )
-        if target.reverts_id is not None:  # what the target had undone stands again
-            conn.execute(
-                text("UPDATE workspace.transforms SET reverted_by_id = NULL WHERE id = :t"),
-                {"t": target.reverts_id},
-            )
+        _relink(conn, target, revert.id)
         result = {"transform_id": revert.id, "reverts_id": target.id, **counts}
         ctx.publish(conn, result)
     return result
+
+
+def _refusal(conn: Connection, target: Any, days: int) -> str | None:
+    """Why the revert cannot run now, read under the lock: reverted meanwhile, past retention,
+    its history incomplete (a prune got to it), or later changes standing on its rows."""
+    if target.reverted_by_id is not None:
+        return f"transform {target.id} was already reverted by transform {target.reverted_by_id}"
+    if _expired(conn, target, days):
+        return f"transform {target.id} is older than the {days} days its history is kept"
+    d = DATASETS[target.dataset]
+    kept = conn.execute(
+        text(
+            f"SELECT count(*) FILTER (WHERE op = 'update'), count(*) "
+            f"FROM reference.{d.name}_history WHERE transform_id = :x"
+        ),
+        {"x": target.id},
+    ).one()
+    counts = target.counts or {}
+    complete = (
+        kept[1] == sum(counts.get(n, 0) for n in REVERT_COUNTS)
+        if target.reverts_id
+        else kept[0] == counts.get("updated", 0)
+    )
+    if not complete:
+        return f"the history of transform {target.id} is no longer complete: it cannot be reverted"
+    conflicts = conflicting(conn, target)
+    return conflict_message(target.id, conflicts) if conflicts else None
+
+
+def _relink(conn: Connection, target: Any, revert_id: int) -> None:
+    """Which transforms stand once the revert is published: the target is reverted; if it was
+    a revert, what it had undone stands again, and if that was a revert too, what that one
+    undid is undone again."""
+    links = [(target.id, revert_id)]
+    if target.reverts_id is not None:
+        links.append((target.reverts_id, None))
+        undone = conn.execute(
+            text("SELECT reverts_id FROM workspace.transforms WHERE id = :t"),
+            {"t": target.reverts_id},
+        ).scalar()
+        if undone is not None:
+            links.append((undone, target.reverts_id))
+    for transform_id, reverted_by in links:
+        conn.execute(
+            text("UPDATE workspace.transforms SET reverted_by_id = :r WHERE id = :x"),
+            {"r": reverted_by, "x": transform_id},
+        )
+
+
+def _expired(conn: Connection, target: Any, days: int) -> bool:
+    return bool(
+        conn.execute(
+            text("SELECT CAST(:at AS timestamptz) < now() - make_interval(days => :days)"),
+            {"at": target.finished_at, "days": days},
+        ).scalar()
+    )
 
 
 def restore(conn: Connection, d: Dataset, target: Any, revert_id: int) -> dict[str, int]:

@@ -72,7 +72,7 @@ def dataset_rows(name: str):
             dataset,
             customer.id,
             limit=ROWS_PAGE,
-            after=history.decode_cursor(dataset, after) if after else None,
+            after=after,
             starts=q or None,
         )
     except Refused as exc:

@@ -120,7 +120,7 @@ def transform_page(transform_id: int):
         job=queue.get_job(db, record.job_id) if record.job_id else None,
         customer=customers.customers_by_id(db, [record.customer_id]).get(record.customer_id),
         counts=transforms.COUNTS,
-        use=DATASETS[record.dataset].column_use(record.mapping),
+        use=record.column_use(),
         revert_counts=revert.REVERT_COUNTS,
         errors=errors,
         total=total,
@@ -166,6 +166,7 @@ def revert_transform(transform_id: int):
     try:
         made = revert.create(
             db,
+            bo.references,
             transform_id=transform_id,
             history_days=bo.settings.transform_history_days,
             created_by=current_user.user_id,

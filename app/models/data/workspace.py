@@ -233,6 +233,16 @@ class Transform(JobBacked, DataBase):
             "finished_at": iso(self.finished_at),
         }
 
+    def column_use(self) -> dict[str, list[str]] | None:
+        """Written, cleared, untouched (Dataset.column_use). None for a revert: it puts whole
+        rows back. Before history was kept, a transform cleared every column it did not map."""
+        dataset = DATASETS[self.dataset]
+        if self.reverts_id:
+            return None
+        if not self.keeps_history:
+            return dataset.column_use({f.name: self.mapping.get(f.name) for f in dataset.fields})
+        return dataset.column_use(self.mapping)
+
 
 class TransformError(DataBase):
     """A staged row a transform rejected: where, which field, the value and why."""
