@@ -17,7 +17,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import FileStorage
 
 from app.auth.access import limit_upload
@@ -25,10 +33,20 @@ from app.errors import Refused
 
 View = TypeVar("View", bound=Callable)
 
+
+def _ascii_digits(value: Any) -> Any:
+    """A number given as text (a query or form field) is ASCII digits and nothing else:
+    Python's int() also reads fullwidth digits, " 12", "1_000" and "+5"."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError("int_parsing", "must be a whole number")
+    return value
+
+
 # Field types the models share.
 Text = Annotated[str, StringConstraints(min_length=1)]  # "" counts as missing
-Limit = Annotated[int, Field(ge=1, le=1000)]
-Offset = Annotated[int, Field(ge=0, le=2**63 - 1)]
+WholeNumber = Annotated[int, BeforeValidator(_ascii_digits)]
+Limit = Annotated[WholeNumber, Field(ge=1, le=1000)]
+Offset = Annotated[WholeNumber, Field(ge=0, le=2**63 - 1)]
 
 
 class Body(BaseModel):

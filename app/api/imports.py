@@ -7,7 +7,7 @@ from flask_login import current_user
 from pydantic import Field
 from werkzeug.datastructures import FileStorage
 
-from app.api.boundary import Form, Limit, Offset, Page, Query, takes
+from app.api.boundary import Form, Limit, Offset, Page, Query, WholeNumber, takes
 from app.api.jobs import named, queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
@@ -22,7 +22,7 @@ class NewImport(Form):
 
     refusal_codes = {"customer_id": "invalid_customer_id"}
     files = ("file",)
-    customer_id: int
+    customer_id: WholeNumber
     encoding: str | None = Field(default=None, description="e.g. utf-8, latin-1")
     delimiter: str | None = Field(default=None, description="one of , ; | or tab")
 

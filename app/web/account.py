@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
-from wtforms import IntegerField, PasswordField, SelectField, StringField
+from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, NumberRange, Optional
 
 from app.audit import Actor
@@ -15,7 +15,7 @@ from app.auth.roles import RANK
 from app.db.session import db_session
 from app.errors import NotFound, Refused
 from app.models.primary.config import ROLES
-from app.web.forms import PageForm, options
+from app.web.forms import PageForm, WholeNumberField, options
 from app.web.pages import bp, secret_page
 
 
@@ -33,7 +33,9 @@ class PasswordForm(PageForm):
 class TokenForm(PageForm):
     name = StringField("Token name", [InputRequired(), Length(max=200)])
     role = SelectField("Token role")
-    expires_in_days = IntegerField("Expires in days", [Optional(), NumberRange(min=1, max=3650)])
+    expires_in_days = WholeNumberField(
+        "Expires in days", [Optional(), NumberRange(min=1, max=3650)]
+    )
     # Its own id: the password form on the same page has a `current_password` too.
     current_password = PasswordField(
         "Your password", [InputRequired(), Length(max=1024)], id="token_password"

@@ -8,7 +8,7 @@ from app import audit
 from app.auth import users
 from app.auth.access import allow
 from app.db.session import db_session
-from app.web.pages import bp
+from app.web.pages import bp, whole_number
 
 PAGE_SIZE = 50
 
@@ -18,10 +18,8 @@ PAGE_SIZE = 50
 def audit_log():
     db = db_session()
     action = (request.args.get("action") or "").strip() or None
-    actor = request.args.get("actor", "")
-    actor_id = int(actor) if actor.isdigit() and int(actor) < 2**63 else None
-    before = request.args.get("before", "")
-    before_id = int(before) if before.isdigit() and int(before) < 2**63 else None
+    actor_id = whole_number("actor")
+    before_id = whole_number("before")
     entries = audit.entries(
         db, limit=PAGE_SIZE + 1, before_id=before_id, action=action, actor_id=actor_id
     )

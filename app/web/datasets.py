@@ -15,7 +15,7 @@ from app.db.session import db_session
 from app.errors import NotFound, Refused
 from app.transforms import history
 from app.web.forms import sentence
-from app.web.pages import bp
+from app.web.pages import bp, whole_number
 
 
 @bp.get("/datasets")
@@ -48,7 +48,7 @@ def dataset_rows(name: str):
     the last key shown), searchable by the start of the key (`q`)."""
     dataset = _dataset(name)
     db = db_session()
-    customer_id = whole_number(request.args.get("customer"))
+    customer_id = whole_number("customer")
     customer = None
     if customer_id is not None:
         customer = customers.customers_by_id(db, [customer_id]).get(customer_id)
@@ -102,7 +102,7 @@ def dataset_row(name: str):
     """One row's versions, newest first (`?customer=ID&<key column>=<value>...`)."""
     dataset = _dataset(name)
     db = db_session()
-    customer_id = whole_number(request.args.get("customer"))
+    customer_id = whole_number("customer")
     customer = (
         customers.customers_by_id(db, [customer_id]).get(customer_id) if customer_id else None
     )
@@ -127,10 +127,3 @@ def _dataset(name: str):
     if dataset is None:
         raise NotFound(f"no dataset named {name!r}")
     return dataset
-
-
-def whole_number(value: str | None) -> int | None:
-    """An id from the address: ASCII digits only, else None."""
-    if value and value.isascii() and value.isdigit() and len(value) < 19:
-        return int(value)
-    return None

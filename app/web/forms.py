@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import current_app, request
 from werkzeug.datastructures import CombinedMultiDict
-from wtforms import Form
+from wtforms import Form, IntegerField
 from wtforms.csrf.core import CSRF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
@@ -23,6 +23,20 @@ from app.auth.tokens import csrf_matches, csrf_token_for
 from app.customers import service as customers
 from app.db.session import BackofficeSession
 from app.errors import Refused
+
+
+class WholeNumberField(IntegerField):
+    """A whole number typed in a form: ASCII digits only, as the address's numbers
+    (`app/web/pages.py: whole_number`); `int` alone reads fullwidth digits, "1_000" and "+5"."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if valuelist and valuelist[0] not in ("", None):
+            raw = str(valuelist[0]).strip()
+            digits = raw.removeprefix("-")  # a negative one is refused by its range, in words
+            if not (digits.isascii() and digits.isdigit() and len(digits) <= 19):
+                self.data = None
+                raise ValueError(self.gettext("Not a valid integer value."))
+        super().process_formdata(valuelist)
 
 
 class SessionCSRF(CSRF):

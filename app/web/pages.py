@@ -108,10 +108,21 @@ def csrf_token_for_page() -> str:
     return csrf_token_for(current_app.secret_key, token) if token else ""
 
 
+def whole_number(name: str, *, maximum: int = 2**63 - 1) -> int | None:
+    """A whole number from the address's `name` parameter: None when absent or empty; ASCII
+    digits up to `maximum`, else a 400 page saying so. (`str.isdigit` accepts "²", which
+    `int` then refuses: every number a page reads from its address is read here.)"""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= maximum):
+        raise Refused(f"{name} must be a whole number", code="invalid_query", status=400)
+    return int(raw)
+
+
 def page_number() -> int:
-    """The `page` query parameter: 1 when missing or not a sensible number."""
-    raw = request.args.get("page", "")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 10**6 else 1
+    """The `page` query parameter: 1 when missing; 0 counts as the first page."""
+    return max(whole_number("page", maximum=10**6) or 1, 1)
 
 
 def while_data_engine_up(read: Callable[[], T]) -> T | None:
@@ -207,6 +218,7 @@ def error_page(code: str, message: str, status: int) -> Response | None:
             "and send it again."
         )
     titles = {
+        400: "Not understood",
         403: "Not allowed",
         404: "Not found",
         405: "Not allowed here",

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from wtforms import HiddenField, IntegerField, SelectField
+from wtforms import HiddenField, SelectField
 from wtforms.validators import NumberRange, Optional
 
 from app.api.jobs import commit_created
@@ -23,7 +23,7 @@ from app.jobs import queue
 from app.models.data.workspace import ImportBatch
 from app.transforms import revert
 from app.transforms import service as transforms
-from app.web.forms import PageForm, options
+from app.web.forms import PageForm, WholeNumberField, options
 from app.web.pages import bp, job_fragment, page_number, refused_back
 
 PAGE_SIZE = 50
@@ -37,7 +37,7 @@ class TransformForm(PageForm):
     dataset by `transform_form`), and the reject limit."""
 
     dataset = HiddenField()
-    max_rejects = IntegerField(
+    max_rejects = WholeNumberField(
         "Max rejects",
         [Optional(), NumberRange(min=0, message="Max rejects is a whole number of at least 0.")],
     )
