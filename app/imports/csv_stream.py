@@ -162,8 +162,11 @@ def read_header(stream: io.BufferedReader, codec: str, delimiter: str | None) ->
         text = raw.decode(codec)
     except UnicodeDecodeError as exc:
         raise CsvError(f"the header is not valid {codec}: {exc.reason}", line=1) from None
-    delimiter = delimiter or detect_delimiter(text)
-    fields = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
+    try:
+        delimiter = delimiter or detect_delimiter(text)
+        fields = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
+    except csv.Error as exc:  # the file's own defect: no retry, the line named
+        raise CsvError(_header_problem(exc), line=1) from None
     if len(fields) > MAX_COLUMNS:
         raise CsvError(f"{len(fields)} columns; at most {MAX_COLUMNS} are supported", line=1)
     return Header(
@@ -174,6 +177,13 @@ def read_header(stream: io.BufferedReader, codec: str, delimiter: str | None) ->
         crlf=raw.endswith(b"\r\n"),
         raw=start[:bom] + raw,
     )
+
+
+def _header_problem(exc: csv.Error) -> str:
+    reason = str(exc)
+    if "field larger than field limit" in reason:
+        return f"a header name is longer than {csv.field_size_limit():,} characters"
+    return f"the header row is not valid CSV ({reason}): quote a name that holds a quote"
 
 
 def detect_delimiter(header: str) -> str:
