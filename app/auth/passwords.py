@@ -7,6 +7,7 @@ parameters verifies, and is replaced on the next successful login.
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 
 from argon2 import PasswordHasher
@@ -42,8 +43,15 @@ def needs_rehash(password_hash: str) -> bool:
     return HASHER.check_needs_rehash(password_hash)
 
 
+# zxcvbn's score (0 to 4) below which a password is refused: 3 is "safely unguessable:
+# moderate protection from offline slow-hash scenarios" (about 10^8 guesses and more).
+MIN_SCORE = 3
+SCORED_LENGTH = 100  # longer passwords are scored on their first 100 characters (it is quadratic)
+
+
 def check_policy(password: str, *, email: str | None = None) -> None:
-    """Length is what matters (NIST SP 800-63B); no composition rules."""
+    """Length, then guessability (NIST SP 800-63B: no composition rules, but refuse what is in
+    a list of common or breached passwords, and repetitive or sequential ones)."""
     if len(password) < MIN_LENGTH:
         raise Refused(
             f"the password must have at least {MIN_LENGTH} characters",
@@ -58,6 +66,34 @@ def check_policy(password: str, *, email: str | None = None) -> None:
         )
     if email and password.strip().lower() == email.strip().lower():
         raise Refused("the password must not be the email", code="weak_password", status=422)
+    refuse_guessable(password, email=email)
+
+
+def refuse_guessable(password: str, *, email: str | None = None) -> None:
+    """Refused (422 `weak_password`) with zxcvbn's reason when the password is common,
+    breached, a repeat, a sequence, a keyboard walk, or built from the email."""
+    from zxcvbn import zxcvbn  # its lists load on first use: not for every command's start
+
+    found = zxcvbn(password[:SCORED_LENGTH], user_inputs=_words_of(email))
+    if found["score"] >= MIN_SCORE:
+        return
+    reason = found["feedback"]["warning"] or "it would be found after few guesses."
+    raise Refused(
+        f"the password is too easy to guess: {reason.rstrip('.')}. Choose a longer or less "
+        "common one: a few unrelated words work well",
+        code="weak_password",
+        status=422,
+    )
+
+
+def _words_of(email: str | None) -> list[str]:
+    """The email and its parts (`jane.doe@example.com`: jane, doe, example), which a password
+    should not be built from."""
+    if not email:
+        return []
+    local, _, domain = email.lower().partition("@")
+    parts = re.split(r"[._+\-]+", local) + domain.split(".")[:-1]
+    return [email.lower(), local, *(p for p in parts if len(p) >= 3)]
 
 
 def temporary_password() -> str:
