@@ -142,14 +142,15 @@ def change_password(body: PasswordChange):
     try:
         users.change_own_password(
             db,
+            current_backoffice().settings,
             _actor(),
             current_user,
             body.current_password,
             body.new_password,
         )
     except Refused as exc:
-        if exc.code == "invalid_credentials":
-            db.commit()  # the refusal is audited
+        if exc.code in users.KEPT_REFUSALS:
+            db.commit()  # the refusal is audited and counted
         raise
     db.commit()
     return jsonify(changed=True)
@@ -172,6 +173,7 @@ def create_token(body: NewToken):
     try:
         token, raw = users.create_own_api_token(
             db,
+            current_backoffice().settings,
             _actor(),
             current_user,
             password=body.current_password,
@@ -180,8 +182,8 @@ def create_token(body: NewToken):
             expires_in_days=body.expires_in_days,
         )
     except Refused as exc:
-        if exc.code == "invalid_credentials":
-            db.commit()  # the refusal is audited
+        if exc.code in users.KEPT_REFUSALS:
+            db.commit()  # the refusal is audited and counted
         raise
     db.commit()
     return jsonify(token=token.as_dict(), secret=raw), 201

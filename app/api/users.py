@@ -9,7 +9,7 @@ from app.api.auth import no_store
 from app.api.boundary import Body, Text, takes
 from app.audit import Actor
 from app.auth import api_tokens, passwords, sessions, users
-from app.auth.access import allow
+from app.auth.access import allow, require_session
 from app.auth.login import client_ip
 from app.auth.roles import Role
 from app.db.session import db_session
@@ -62,7 +62,7 @@ def list_users():
 
 
 @bp.post("")
-@allow("admin")
+@allow("admin", session_only=True)
 @takes(body=NewUser)
 def create_user(body: NewUser):
     """Without a password, a temporary one is made, returned once, and must be changed."""
@@ -94,9 +94,12 @@ def get_user(user_id: int):
 @allow("admin")
 @takes(body=UserChanges)
 def update_user(user_id: int, body: UserChanges):
+    given = body.given()
+    if "role" in given or given.get("is_active") is True:
+        require_session()  # a token may rename or disable, not promote or bring back
     db = db_session()
     user = users.get_user(db, user_id)
-    changes = users.update_user(db, _actor(), user, **body.given())
+    changes = users.update_user(db, _actor(), user, **given)
     db.commit()
     return jsonify(user=user.as_dict(), changed=sorted(changes))
 
@@ -111,7 +114,7 @@ def delete_user(user_id: int):
 
 
 @bp.post("/<int:user_id>/reset-password")
-@allow("admin")
+@allow("admin", session_only=True)
 @takes(body=PasswordReset, body_optional=True)
 def reset_password(user_id: int, body: PasswordReset):
     """Ends every session of the user; the new password is temporary unless one is given."""

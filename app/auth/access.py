@@ -3,8 +3,9 @@
 Every view declares its rule with `@allow(...)`; a request to a view without one is refused
 (and `tests/test_access.py` walks the URL map so none ships). Rules: `PUBLIC`, or the lowest
 role that may use the route (`viewer` < `operator` < `admin`). `session_only=True` marks what
-an API token may not do (make or revoke tokens, end sessions): a stolen or limited token must
-not be able to outlast its revocation or climb to its owner's full role.
+an API token may not do (make or revoke tokens, end sessions, create users, reset passwords): a
+stolen or limited token must not be able to outlast its revocation or climb to its owner's full
+role. The role is checked before the CSRF token, whose form field would have the body read.
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def enforce() -> None:
     principal = current_user
     if not principal.is_authenticated:
         raise Refused("log in, or send an API token", code="unauthenticated", status=401)
+    if principal.must_change_password and not getattr(view, "allowed_during_password_change", 0):
+        raise Refused(
+            "change your password first (POST /api/auth/password)",
+            code="password_change_required",
+            status=403,
+        )
+    # The role before the CSRF token: a page form's token is in its body, and reading it would
+    # read a whole upload that the role refuses anyway (a viewer's 300 MiB, before its 403).
+    if RANK[principal.role] < RANK[rule]:
+        _refuse(principal, needed=rule)
+        raise Refused(f"this needs the {rule} role", code="forbidden", status=403)
+    if getattr(view, "session_only", False):
+        require_session()
     if request.method in UNSAFE_METHODS and principal.via == "session":
         token = current_session_token()
         if token is None or not csrf_matches(current_app.secret_key, token, _offered_csrf(view)):
@@ -112,19 +126,16 @@ def enforce() -> None:
                 code="csrf_failed",
                 status=403,
             )
-    if principal.must_change_password and not getattr(view, "allowed_during_password_change", 0):
+
+
+def require_session() -> None:
+    """What an API token may not do (make or revoke tokens, end sessions, create users, change
+    a role, re-enable a user, reset a password): refused and audited. A stolen admin token must
+    not be able to make itself an admin that outlives its revocation."""
+    if current_user.via != "session":
+        _refuse(current_user, needed="session")
         raise Refused(
-            "change your password first (POST /api/auth/password)",
-            code="password_change_required",
-            status=403,
-        )
-    if RANK[principal.role] < RANK[rule]:
-        _refuse(principal, needed=rule)
-        raise Refused(f"this needs the {rule} role", code="forbidden", status=403)
-    if getattr(view, "session_only", False) and principal.via != "session":
-        _refuse(principal, needed="session")
-        raise Refused(
-            "API tokens cannot make or revoke tokens or end sessions; log in instead",
+            "this needs a signed-in session, not an API token: log in to do it",
             code="session_required",
             status=403,
         )

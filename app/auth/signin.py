@@ -52,6 +52,7 @@ def login(
     # Counted before the password is checked, so parallel attempts cannot all get checked.
     wait = throttle.reserve(session, keys, settings.login_lockout_seconds)
     if wait is not None:
+        throttle.THROTTLED.labels(check="sign_in").inc()
         audit.record(
             session, "auth.login", outcome="throttled", actor_email=email, client_ip=client_ip
         )
@@ -63,6 +64,7 @@ def login(
     valid = passwords.verify_password(user.password_hash if user else None, password)
     if not valid or user is None or not user.is_active:
         throttle.record_failure(session, keys, settings.login_lockout_seconds)
+        throttle.FAILURES.labels(check="sign_in").inc()
         reason = "inactive user" if valid and user is not None else "bad credentials"
         audit.record(
             session,

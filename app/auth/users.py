@@ -9,10 +9,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.audit import Actor
-from app.auth import api_tokens, passwords
+from app.auth import api_tokens, passwords, throttle
 from app.auth.roles import check_role
 from app.auth.session_cache import Principal
-from app.auth.sessions import end_sessions, end_user_access
+from app.auth.sessions import end_session, end_sessions, end_user_access
+from app.config import Settings
 from app.db.notices import notify
 from app.db.session import BackofficeSession
 from app.email_address import normalize_email
@@ -167,11 +168,42 @@ def set_password(
 
 
 def confirm_password(
-    session: BackofficeSession, actor: Actor, user: User, password: str, *, action: str
+    session: BackofficeSession,
+    settings: Settings,
+    actor: Actor,
+    principal: Principal,
+    user: User,
+    password: str,
+    *,
+    action: str,
 ) -> None:
-    """The user proves again who they are; a wrong password is audited under `action`
-    (the caller commits that row before raising the refusal on)."""
+    """The user proves again who they are, counted against the sign-in's throttle (the same
+    keys: this account from this address, this address, this account), so a borrowed session
+    guesses no faster than a sign-in form. A wrong password is audited under `action`; once
+    over a limit the answer is 429 with Retry-After, audited, and the session that kept
+    guessing is ended (docs/SECURITY.md). The caller commits before passing the refusal on."""
+    keys = throttle.keys_for(settings, user.email, actor.client_ip)
+    wait = throttle.reserve(session, keys, settings.login_lockout_seconds)
+    if wait is not None:
+        throttle.THROTTLED.labels(check="password_again").inc()
+        actor.audit(
+            session,
+            action,
+            outcome="throttled",
+            target_type="user",
+            target_id=user.id,
+            reason="too many wrong passwords",
+        )
+        if principal.session_id is not None:
+            end_session(session, actor, principal.session_id, reason="too many wrong passwords")
+        raise Refused(
+            "too many wrong passwords: this session is ended; sign in again later",
+            code="too_many_attempts",
+            status=429,
+        ).with_header("Retry-After", str(wait))
     if not passwords.verify_password(user.password_hash, password):
+        throttle.record_failure(session, keys, settings.login_lockout_seconds)
+        throttle.FAILURES.labels(check="password_again").inc()
         actor.audit(
             session,
             action,
@@ -181,13 +213,25 @@ def confirm_password(
             reason="wrong current password",
         )
         raise Refused("the current password is wrong", code="invalid_credentials", status=403)
+    throttle.record_success(session, keys)
+
+
+# What a refusal of confirm_password leaves to be committed (its audit row, its count).
+KEPT_REFUSALS = ("invalid_credentials", "too_many_attempts")
 
 
 def change_own_password(
-    session: BackofficeSession, actor: Actor, principal: Principal, current: str, new: str
+    session: BackofficeSession,
+    settings: Settings,
+    actor: Actor,
+    principal: Principal,
+    current: str,
+    new: str,
 ) -> None:
     user = get_user(session, principal.user_id)
-    confirm_password(session, actor, user, current, action="user.password_change")
+    confirm_password(
+        session, settings, actor, principal, user, current, action="user.password_change"
+    )
     if passwords.verify_password(user.password_hash, new):
         raise Refused(
             "the new password must differ from the current one", code="weak_password", status=422
@@ -205,6 +249,7 @@ def change_own_password(
 
 def create_own_api_token(
     session: BackofficeSession,
+    settings: Settings,
     actor: Actor,
     principal: Principal,
     *,
@@ -217,7 +262,7 @@ def create_own_api_token(
     mint a credential that outlives it. A wrong password is audited (the caller commits that
     row before passing the refusal on)."""
     user = get_user(session, principal.user_id)
-    confirm_password(session, actor, user, password, action="token.create")
+    confirm_password(session, settings, actor, principal, user, password, action="token.create")
     return api_tokens.create_api_token(
         session,
         actor,

@@ -12,10 +12,11 @@ from app.auth import api_tokens, sessions, users
 from app.auth.access import allow
 from app.auth.login import client_ip
 from app.auth.roles import RANK
+from app.backoffice import current_backoffice
 from app.db.session import db_session
 from app.errors import NotFound, Refused
 from app.models.primary.config import ROLES
-from app.web.forms import PageForm, WholeNumberField, options
+from app.web.forms import PageForm, WholeNumberField, options, sentence
 from app.web.pages import bp, secret_page
 
 
@@ -60,6 +61,12 @@ def account():
     return _show(PasswordForm(), TokenForm())
 
 
+def _ended(exc: Refused):
+    """Too many wrong passwords: this session was ended with the refusal; off to sign in."""
+    flash(sentence(exc.message), "error")
+    return redirect(url_for("web.login"))
+
+
 @bp.post("/account/password")
 @allow("viewer", while_password_change_required=True)
 def change_password():
@@ -68,11 +75,18 @@ def change_password():
         db = db_session()
         try:
             users.change_own_password(
-                db, _actor(), current_user, form.current_password.data, form.new_password.data
+                db,
+                current_backoffice().settings,
+                _actor(),
+                current_user,
+                form.current_password.data,
+                form.new_password.data,
             )
         except Refused as exc:
-            if exc.code == "invalid_credentials":
-                db.commit()  # the refusal is audited
+            if exc.code in users.KEPT_REFUSALS:
+                db.commit()  # the refusal is audited and counted
+            if exc.code == "too_many_attempts":
+                return _ended(exc)
             form.refused(exc)
         else:
             db.commit()
@@ -108,6 +122,7 @@ def create_token():
         try:
             token, raw = users.create_own_api_token(
                 db,
+                current_backoffice().settings,
                 _actor(),
                 current_user,
                 password=form.current_password.data,
@@ -116,8 +131,10 @@ def create_token():
                 expires_in_days=form.expires_in_days.data,
             )
         except Refused as exc:
-            if exc.code == "invalid_credentials":
-                db.commit()  # the refusal is audited
+            if exc.code in users.KEPT_REFUSALS:
+                db.commit()  # the refusal is audited and counted
+            if exc.code == "too_many_attempts":
+                return _ended(exc)
             form.refused(exc)
         else:
             db.commit()
