@@ -62,9 +62,11 @@ def test_who_may_call_each_route_is_said(client, as_admin):
     document = client.get("/api/openapi.json").json
     login_route = document["paths"]["/api/auth/login"]["post"]
     assert login_route["security"] == [] and login_route["x-access"] == "public"
-    users = document["paths"]["/api/users"]["post"]
+    users = document["paths"]["/api/users"]["get"]
     assert users["x-access"] == "admin" and users["description"].startswith("Needs the admin")
     assert {"token": []} in users["security"]
+    # Creating users takes a session, as minting tokens does: a token could make an admin.
+    assert document["paths"]["/api/users"]["post"]["security"] == [{"session": [], "csrf": []}]
     # Tokens are made and revoked only through a session: the document says so.
     assert document["paths"]["/api/auth/tokens"]["post"]["security"] == [
         {"session": [], "csrf": []}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify, url_for
 from flask_login import current_user
 from pydantic import Field
 from werkzeug.datastructures import FileStorage
@@ -77,9 +77,24 @@ def get_import(import_id: int):
 def import_rows(import_id: int, query: Page):
     db = db_session()
     batch = imports.get_import(db, import_id)
-    offset, limit = query.offset, query.limit
+    offset, limit = query.offset, imports.page_limit(batch, query.limit)
     rows = imports.staged_rows(db, batch, offset=offset, limit=limit)
+    for row in rows:  # a cut cell says where its whole value is
+        for cut in row["truncated"].values():
+            cut["url"] = url_for(
+                "imports.import_cell", import_id=batch.id, row=row["row"], column=cut["column"]
+            )
     return jsonify(rows=rows, offset=offset, limit=limit, total=batch.rows_staged)
+
+
+@bp.get("/<int:import_id>/rows/<int:row>/columns/<int:column>")
+@allow("viewer")
+def import_cell(import_id: int, row: int, column: int):
+    """One staged cell's whole value as text/plain (the rows answer cuts long ones), streamed."""
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    pieces = imports.whole_cell(db, current_backoffice().engines, batch, row, column)
+    return Response(pieces, mimetype="text/plain; charset=utf-8")
 
 
 @bp.get("/<int:import_id>/errors")

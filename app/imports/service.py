@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -116,27 +117,99 @@ def list_imports(
     return list(session.scalars(query))
 
 
+# What one answer shows of staged rows (the API's rows and the import's page), so that a few
+# 15 MiB cells make no 60 MB answer: each cell cut at CELL_CHARS characters or fewer, so that
+# a page's cells add up to PAGE_CHARS at most (about 4 MB of UTF-8); a page of many columns is
+# shortened instead, to rows whose cells get MIN_CELL_CHARS each.
+CELL_CHARS = 4000
+MIN_CELL_CHARS = 64
+PAGE_CHARS = 1_000_000
+PIECE_CHARS = 1 << 20  # a whole cell is streamed in pieces of this many characters
+
+
+def page_limit(batch: ImportBatch, limit: int) -> int:
+    """The rows a page of `limit` may show of this import, within PAGE_CHARS."""
+    columns = max(len(batch.header or []), 1)
+    return max(1, min(limit, PAGE_CHARS // (columns * MIN_CELL_CHARS)))
+
+
 def staged_rows(
     session: BackofficeSession, batch: ImportBatch, *, offset: int, limit: int
 ) -> list[dict[str, Any]]:
-    """Rows `offset + 1` to `offset + limit`, keyed by header, with their source lines."""
+    """Rows `offset + 1` to `offset + limit` (at most `page_limit`), keyed by header, with
+    their row number and source line. A cell longer than the page allows is cut in the
+    database (the rest never reaches this process) and named in `truncated` with its whole
+    length in characters; `cell_url` pieces say where its whole value is."""
     require_staged(session, batch)
     names = batch.header or []
+    limit = page_limit(batch, limit)
+    cut = max(MIN_CELL_CHARS, min(CELL_CHARS, PAGE_CHARS // (max(len(names), 1) * limit)))
+    cells = [sql.Identifier(f"c{n}") for n in range(1, len(names) + 1)]
+    # The lengths in one array: a column each would pass PostgreSQL's 1,664 per select list.
     query = sql.SQL(
-        "SELECT {line}, {values} FROM {staging} s WHERE rec > %s AND rec <= %s ORDER BY rec"
+        "SELECT s.rec, {line}, ARRAY[{lengths}]::int[] {values} FROM {staging} s "
+        "WHERE rec > %s AND rec <= %s ORDER BY rec"
     ).format(
         line=line_of(batch.id, sql.SQL("s.rec")),
-        values=sql.SQL(", ").join(sql.Identifier(f"c{n}") for n in range(1, len(names) + 1))
-        if names
-        else sql.SQL("NULL"),
+        lengths=sql.SQL(", ").join(sql.SQL("length({})").format(c) for c in cells)
+        if cells
+        else sql.SQL(""),
+        values=sql.SQL("").join(
+            sql.SQL(", left({}, {})").format(c, sql.Literal(cut)) for c in cells
+        ),
         staging=sql.Identifier("workspace", batch.staging_table),
     )
     cursor = session.connection_for("data").connection.dbapi_connection.cursor()
     cursor.execute(query, (offset, offset + limit))
-    return [
-        {"line": row[0], "values": dict(zip(names, row[1:], strict=False))}
-        for row in cursor.fetchall()
-    ]
+    rows = []
+    for rec, line, sizes, *cut_values in cursor.fetchall():
+        values = dict(zip(names, cut_values, strict=True))
+        lengths = dict(zip(names, sizes or [], strict=True))
+        rows.append(
+            {
+                "row": rec,
+                "line": line,
+                "values": values,
+                "truncated": {
+                    name: {"length": n, "column": names.index(name) + 1}
+                    for name, n in lengths.items()
+                    if n is not None and n > cut
+                },
+            }
+        )
+    return rows
+
+
+def whole_cell(
+    session: BackofficeSession, engines, batch: ImportBatch, row: int, column: int
+) -> Iterator[str]:
+    """One staged cell's whole value (row number, column number from 1), in pieces of
+    PIECE_CHARS read one after the other on a connection of its own (the answer streams after
+    the request's unit of work has ended): memory stays flat for a 16 MiB cell. Refused (404)
+    before the first piece when there is no such cell."""
+    require_staged(session, batch)
+    if not 1 <= column <= len(batch.header or []):
+        raise Refused(f"import {batch.id} has no column {column}", code="not_found", status=404)
+    cell = sql.Identifier(f"c{column}")
+    staging = sql.Identifier("workspace", batch.staging_table)
+    found = (
+        session.connection_for("data")
+        .connection.dbapi_connection.cursor()
+        .execute(sql.SQL("SELECT length({}) FROM {} WHERE rec = %s").format(cell, staging), (row,))
+        .fetchone()
+    )
+    if found is None:
+        raise Refused(f"import {batch.id} has no row {row}", code="not_found", status=404)
+    piece = sql.SQL("SELECT substr({}, %s, %s) FROM {} WHERE rec = %s").format(cell, staging)
+
+    def pieces() -> Iterator[str]:
+        with engines.connect("data") as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            for start in range(1, (found[0] or 0) + 1, PIECE_CHARS):
+                yield cursor.execute(piece, (start, PIECE_CHARS, row)).fetchone()[0]
+            conn.rollback()
+
+    return pieces()
 
 
 def purge(session: BackofficeSession, batch: ImportBatch) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import FileField, SelectField
 from wtforms.validators import InputRequired, ValidationError
@@ -195,6 +195,23 @@ def _preview(batch: ImportBatch, form: TransformForm):
     )
     db.rollback()
     return render_import_page(db, batch, **transform_section(batch, form, found))
+
+
+@bp.get("/imports/<int:import_id>/rows/<int:row>/columns/<int:column>")
+@allow("viewer")
+def import_cell(import_id: int, row: int, column: int):
+    """A staged cell's whole value, as a text file (the page shows long ones cut)."""
+    db = db_session()
+    batch = imports.get_import(db, import_id)
+    pieces = imports.whole_cell(db, current_backoffice().engines, batch, row, column)
+    return Response(
+        pieces,
+        mimetype="text/plain; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="import-{batch.id}-row-{row}-'
+            f'column-{column}.txt"'
+        },
+    )
 
 
 @bp.get("/imports/<int:import_id>/progress")
