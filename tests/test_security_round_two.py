@@ -78,6 +78,8 @@ def test_user_management_needs_a_session_and_a_token_may_only_read_rename_or_dis
     )
     bearer = {"Authorization": f"Bearer {made.json['secret']}"}
     token_client = client.application.test_client()
+    counted = {"reason": "session_required"}
+    before = REGISTRY.get_sample_value("backoffice_auth_refusals_total", counted) or 0
     refused = [
         token_client.post(
             "/api/users",
@@ -96,6 +98,7 @@ def test_user_management_needs_a_session_and_a_token_may_only_read_rename_or_dis
     for answer in refused:
         assert answer.status_code == 403, answer.json
         assert answer.json["error"]["code"] == "session_required"
+    assert REGISTRY.get_sample_value("backoffice_auth_refusals_total", counted) == before + 4
     assert db.scalar(select(User).where(User.email == "evil@example.com")) is None
     assert db.get(User, other.id).role == "viewer"
     allowed = [

@@ -18,6 +18,7 @@ from flask import current_app, request
 from flask_login import current_user
 
 from app.audit import Actor
+from app.auth import counters
 from app.auth.login import current_session_token
 from app.auth.roles import RANK
 from app.auth.tokens import csrf_matches
@@ -133,6 +134,7 @@ def require_session() -> None:
     a role, re-enable a user, reset a password): refused and audited. A stolen admin token must
     not be able to make itself an admin that outlives its revocation."""
     if current_user.via != "session":
+        counters.REFUSALS.labels(reason="session_required").inc()
         _refuse(current_user, needed="session")
         raise Refused(
             "this needs a signed-in session, not an API token: log in to do it",

@@ -13,6 +13,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.auth import counters
 from app.errors import Refused
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -77,6 +78,7 @@ def refuse_guessable(password: str, *, email: str | None = None) -> None:
     found = zxcvbn(password[:SCORED_LENGTH], user_inputs=_words_of(email))
     if found["score"] >= MIN_SCORE:
         return
+    counters.REFUSALS.labels(reason="weak_password").inc()
     reason = found["feedback"]["warning"] or "it would be found after few guesses."
     raise Refused(
         f"the password is too easy to guess: {reason.rstrip('.')}. Choose a longer or less "

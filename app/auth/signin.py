@@ -13,7 +13,7 @@ from sqlalchemy import func
 
 from app import audit
 from app.audit import Actor
-from app.auth import passwords, throttle
+from app.auth import counters, passwords, throttle
 from app.auth.session_cache import Principal
 from app.auth.sessions import end_sessions, open_session
 from app.auth.tokens import SESSION_COOKIE, token_hash
@@ -52,7 +52,7 @@ def login(
     # Counted before the password is checked, so parallel attempts cannot all get checked.
     wait = throttle.reserve(session, keys, settings.login_lockout_seconds)
     if wait is not None:
-        throttle.THROTTLED.labels(check="sign_in").inc()
+        counters.THROTTLED.labels(check="sign_in").inc()
         audit.record(
             session, "auth.login", outcome="throttled", actor_email=email, client_ip=client_ip
         )
@@ -64,7 +64,7 @@ def login(
     valid = passwords.verify_password(user.password_hash if user else None, password)
     if not valid or user is None or not user.is_active:
         throttle.record_failure(session, keys, settings.login_lockout_seconds)
-        throttle.FAILURES.labels(check="sign_in").inc()
+        counters.FAILURES.labels(check="sign_in").inc()
         reason = "inactive user" if valid and user is not None else "bad credentials"
         audit.record(
             session,

@@ -24,24 +24,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from prometheus_client import Counter
 from sqlalchemy import text
 
 from app.config import Settings
 from app.db.session import BackofficeSession
 
 ACCOUNT_CLIENT = "account-client:"
-
-# /metrics: `check` is `sign_in` (the login form and POST /api/auth/login) or `password_again`
-# (the current password asked again to change it or to make an API token).
-THROTTLED = Counter(
-    "backoffice_auth_throttled",
-    "Password checks refused (429) for too many failures, per check.",
-    ["check"],
-)
-FAILURES = Counter(
-    "backoffice_auth_failures", "Wrong passwords (or unknown accounts), per check.", ["check"]
-)
 
 
 def keys_for(settings: Settings, email: str, client_ip: str | None) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.audit import Actor
-from app.auth import api_tokens, passwords, throttle
+from app.auth import api_tokens, counters, passwords, throttle
 from app.auth.roles import check_role
 from app.auth.session_cache import Principal
 from app.auth.sessions import end_session, end_sessions, end_user_access
@@ -185,7 +185,7 @@ def confirm_password(
     keys = throttle.keys_for(settings, user.email, actor.client_ip)
     wait = throttle.reserve(session, keys, settings.login_lockout_seconds)
     if wait is not None:
-        throttle.THROTTLED.labels(check="password_again").inc()
+        counters.THROTTLED.labels(check="password_again").inc()
         actor.audit(
             session,
             action,
@@ -203,7 +203,7 @@ def confirm_password(
         ).with_header("Retry-After", str(wait))
     if not passwords.verify_password(user.password_hash, password):
         throttle.record_failure(session, keys, settings.login_lockout_seconds)
-        throttle.FAILURES.labels(check="password_again").inc()
+        counters.FAILURES.labels(check="password_again").inc()
         actor.audit(
             session,
             action,
