@@ -124,3 +124,24 @@ def rejections(bo, import_id) -> list[tuple]:
     with bo.session_factory() as session:
         rows, _ = transforms.errors_of_import(session, import_id, offset=0, limit=1000)
         return [(r.line, r.column, r.value, r.reason) for r in rows]
+
+
+def crash_first_publish(monkeypatch, customer) -> dict:
+    """The first publish of a job dies, as a worker killed there would, after noting in the
+    returned dict (`rows_inside`) how many of the customer's products its transaction held."""
+    from app.jobs import runner
+
+    real_publish = runner.JobContext.publish
+    seen: dict = {}
+
+    def crash_once(ctx, conn, result, status="succeeded"):
+        if not seen:
+            seen["rows_inside"] = conn.execute(
+                text("SELECT count(*) FROM reference.products WHERE customer_id = :c"),
+                {"c": customer.id},
+            ).scalar()
+            raise RuntimeError("the worker died here")
+        return real_publish(ctx, conn, result, status)
+
+    monkeypatch.setattr(runner.JobContext, "publish", crash_once)
+    return seen

@@ -11,13 +11,12 @@ from app.audit import Actor
 from app.customers.purge import purge_customer_data
 from app.db.session import session_scope
 from app.errors import Refused
-from app.jobs import runner
 from app.jobs.worker import run_now
 from app.retention import prune
 from app.transforms import history
 from app.transforms import revert as reverts
 from app.transforms import service as transforms
-from tests.bulk import PRODUCT_HEADER, RATES_HEADER, counts, run_import
+from tests.bulk import PRODUCT_HEADER, RATES_HEADER, counts, crash_first_publish, run_import
 from tests.conftest import create_user, login
 from tests.harness import backoffice
 
@@ -144,22 +143,10 @@ def test_a_worker_killed_mid_revert_leaves_the_table_before_and_the_retry_finish
     before = table(bo, customer)
     later = transform(bo, run_import(bo, customer, LATER))
     after = table(bo, customer)
-    real_publish = runner.JobContext.publish
-    seen = {}
-
-    def crash_once(ctx, conn, result, status="succeeded"):
-        if not seen:
-            seen["inside"] = conn.execute(
-                text("SELECT count(*) FROM reference.products WHERE customer_id = :c"),
-                {"c": customer.id},
-            ).scalar()
-            raise RuntimeError("the worker died here")
-        return real_publish(ctx, conn, result, status)
-
-    monkeypatch.setattr(runner.JobContext, "publish", crash_once)
+    seen = crash_first_publish(monkeypatch, customer)
     _revert_id, job_id = queue_revert(bo, later.id)
     assert run_now(bo, job_id).status == "retrying"
-    assert seen["inside"] == 3, "the revert had run inside the transaction"
+    assert seen["rows_inside"] == 3, "the revert had run inside the transaction"
     assert table(bo, customer) == after, "... and was rolled back whole"
     assert run_now(bo, job_id).status == "succeeded"
     assert table(bo, customer) == before

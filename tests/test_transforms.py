@@ -11,13 +11,13 @@ from app.audit import Actor
 from app.customers import service as customers
 from app.db.session import session_scope
 from app.imports import service as imports
-from app.jobs import runner
 from app.jobs.worker import run_now
 from app.transforms import job as transform_job
 from app.transforms import service as transforms
 from tests.bulk import (
     PRODUCT_HEADER,
     counts,
+    crash_first_publish,
     job_row,
     reference_rows,
     rejections,
@@ -117,19 +117,7 @@ def test_a_crash_before_publishing_leaves_reference_untouched_and_the_retry_publ
     bo, customer, monkeypatch
 ):
     import_id = run_import(bo, customer, PRODUCT_HEADER + "S1,A,1,EUR\nS2,B,2,EUR\n")
-    real_publish = runner.JobContext.publish
-    seen = {}
-
-    def crash_once(ctx, conn, result, status="succeeded"):
-        if not seen:
-            seen["rows_inside"] = conn.execute(
-                text("SELECT count(*) FROM reference.products WHERE customer_id = :c"),
-                {"c": customer.id},
-            ).scalar()
-            raise RuntimeError("the worker died here")
-        return real_publish(ctx, conn, result, status)
-
-    monkeypatch.setattr(runner.JobContext, "publish", crash_once)
+    seen = crash_first_publish(monkeypatch, customer)
     with session_scope(bo.session_factory) as session:
         transform = transforms.create(
             session, bo.references, import_id=import_id, dataset="products", created_by=None
