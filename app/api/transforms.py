@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
 from pydantic import Field
 
 from app.api.boundary import Body, Limit, Offset, Query, Text, takes
-from app.api.jobs import named, queued, with_job
+from app.api.jobs import audit_bulk_action, named, queued, with_job
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.datasets import DATASETS
 from app.db.session import db_session
 from app.errors import NotFound
-from app.transforms import history, revert
+from app.models.data.workspace import ImportBatch
+from app.transforms import history, rejects, revert
 from app.transforms import service as transforms
 
 bp = Blueprint("transforms", __name__)
@@ -175,3 +176,36 @@ def row_history(name: str, query: HistoryQuery):
     if not found:
         raise NotFound(f"customer {query.customer_id} has no {dataset.name} row with that key")
     return jsonify(key=key, versions=history.attributed(db, current_backoffice().references, found))
+
+
+@bp.get("/api/transforms/<int:transform_id>/rejects.csv")
+@allow("viewer")
+def transform_rejects(transform_id: int):
+    """The rejected rows as a CSV to fix and import again: the import's columns as staged,
+    then `_line`, `_column`, `_reason`. Audited as `transform.rejects_download`."""
+    return send_rejects(transform_id)
+
+
+def send_rejects(transform_id: int) -> Response:
+    """The rejects file, streamed as an attachment: for this route and the transform's page."""
+    db = db_session()
+    record = transforms.get(db, transform_id)
+    batch = db.get_or_404(ImportBatch, record.import_id, "import")
+    pieces = rejects.rejects_csv(db, current_backoffice().engines, record, batch)
+    # Recorded before a byte is sent, as an export's download.
+    audit_bulk_action(
+        db,
+        "transform.rejects_download",
+        "transform",
+        record.id,
+        customer_id=record.customer_id,
+        import_id=record.import_id,
+    )
+    return Response(
+        pieces,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{rejects.file_name(record)}"',
+            "Cache-Control": "private, no-store",  # a customer's data
+        },
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from app.cli.bulk import one_json, queue_it
-from app.cli.context import backoffice, in_session
+from app.cli.context import backoffice, cli_actor, in_session
 from app.cli.progress import outcome, start
 
 
@@ -229,3 +229,42 @@ def _say_revert(payload: dict[str, Any]) -> list[str]:
             f"{name} {made.get(name, 0):,}" for name in ("restored", "deleted", "reinserted")
         )
     ]
+
+
+@transforms_cli.command("rejects")
+@click.argument("transform_id", type=int)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write the CSV (- for standard output).",
+)
+def transforms_rejects(transform_id: int, output: str) -> None:
+    """Write a transform's rejected rows as a CSV to fix and import again: the import's
+    columns as staged, then _line, _column, _reason."""
+    from app.models.data.workspace import ImportBatch
+    from app.transforms import rejects
+    from app.transforms import service as transforms
+
+    bo = backoffice()
+
+    def write(session) -> int:
+        record = transforms.get(session, transform_id)
+        batch = session.get_or_404(ImportBatch, record.import_id, "import")
+        pieces = rejects.rejects_csv(session, bo.engines, record, batch)
+        cli_actor().audit(
+            session,
+            "transform.rejects_download",
+            target_type="transform",
+            target_id=record.id,
+            customer_id=record.customer_id,
+            import_id=record.import_id,
+        )
+        with click.open_file(output, "wb") as out:
+            for piece in pieces:
+                out.write(piece)
+        return rejects.rejected_rows(session, record)
+
+    rows = in_session(write)
+    if output != "-":
+        click.echo(f"{rows:,} rejected row(s) of transform {transform_id} written to {output}")

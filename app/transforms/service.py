@@ -30,6 +30,7 @@ PREVIEW_ROWS = 10_000
 PREVIEW_REJECTS = 20
 PREVIEW_CHANGES = 50  # stored rows shown value by value, of those the preview would change
 COUNTS = ("inserted", "updated", "unchanged", "rejected", "superseded")
+REJECT_COLUMNS = ("_line", "_column", "_reason")  # what a rejects file adds (rejects.py)
 
 
 def normalize(name: str) -> str:
@@ -41,6 +42,8 @@ def by_name(dataset: Dataset, header: list[str]) -> dict[str, str]:
     """The default mapping: each column takes the first header of the same normalized name."""
     by_normal: dict[str, str] = {}
     for head in header:
+        if head in REJECT_COLUMNS:  # a rejects file sent back: its notes are not data
+            continue
         by_normal.setdefault(normalize(head), head)
     return {
         f.name: by_normal[normalize(f.name)]

@@ -11,6 +11,7 @@ from wtforms import HiddenField, SelectField
 from wtforms.validators import NumberRange, Optional
 
 from app.api.jobs import commit_created
+from app.api.transforms import send_rejects
 from app.auth.access import allow
 from app.backoffice import current_backoffice
 from app.customers import service as customers
@@ -21,7 +22,7 @@ from app.errors import Refused
 from app.imports import service as imports
 from app.jobs import queue
 from app.models.data.workspace import ImportBatch
-from app.transforms import revert
+from app.transforms import rejects, revert
 from app.transforms import service as transforms
 from app.web.forms import PageForm, WholeNumberField, options
 from app.web.pages import bp, job_fragment, page_number, refused_back
@@ -112,11 +113,14 @@ def transform_page(transform_id: int):
     errors, total = transforms.errors_of_transform(
         db, record.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
     )
+    batch = imports.get_import(db, record.import_id)
     return render_template(
         "transforms/show.html",
         title=f"Transform #{record.id}",
         transform=record,
-        batch=imports.get_import(db, record.import_id),
+        batch=batch,
+        keys=rejects.keys_of_lines(db, record, batch, sorted({e.line for e in errors})),
+        key_name=" · ".join(DATASETS[record.dataset].key),
         job=queue.get_job(db, record.job_id) if record.job_id else None,
         customer=customers.customers_by_id(db, [record.customer_id]).get(record.customer_id),
         counts=transforms.COUNTS,
@@ -128,6 +132,13 @@ def transform_page(transform_id: int):
         pages=max(1, -(-total // PAGE_SIZE)),
         poll_url=url_for("web.transform_progress", transform_id=record.id),
     )
+
+
+@bp.get("/transforms/<int:transform_id>/rejects.csv")
+@allow("viewer")
+def transform_rejects(transform_id: int):
+    """ "Download rejected rows": the same file and audit row as the API's."""
+    return send_rejects(transform_id)
 
 
 @bp.get("/transforms/<int:transform_id>/progress")

@@ -125,10 +125,13 @@ def test_preview_then_transform_followed_live_to_its_counts_and_rejects(
     assert v.page.locator(".heading .status").inner_text() == "succeeded"
     rejects = v.page.locator("section[aria-labelledby=rejects]")
     header = rejects.locator("thead th").all_inner_texts()
-    assert header == ["Line", "Column", "Value", "Reason"]
+    assert header == ["Line", "sku", "Column", "Value", "Reason"], "each row's key by its line"
     rows = table_rows(rejects.locator("table"))
+    assert [r[1] for r in rows] == ["C-3", "D-4", "D-4"]
+    rows = [(r[0], *r[2:]) for r in rows]
     assert [r[:3] for r in rows] == [r[:3] for r in REJECTS]
     assert all(r[3].startswith(want[3]) for r, want in zip(rows, REJECTS, strict=True))
+    assert rejects.get_by_role("link", name="Download rejected rows").is_visible()
     assert stored_products(factory, code) == 2
     v.page.screenshot(path=shots / "transform-1280.png", full_page=True)
 
