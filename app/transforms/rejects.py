@@ -71,16 +71,10 @@ def rejects_csv(
 
 def rejected_rows(session: BackofficeSession, transform: Transform) -> int:
     """How many source rows the transform rejected (lines in its rejects file)."""
-    return (
-        session.connection_for("data")
-        .execute(
-            sql_text(
-                "SELECT count(DISTINCT line) FROM workspace.transform_errors WHERE transform_id = :t"
-            ),
-            {"t": transform.id},
-        )
-        .scalar_one()
+    counted = sql_text(
+        "SELECT count(DISTINCT line) FROM workspace.transform_errors WHERE transform_id = :t"
     )
+    return session.connection_for("data").execute(counted, {"t": transform.id}).scalar_one()
 
 
 def file_name(transform: Transform) -> str:
