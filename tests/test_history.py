@@ -3,6 +3,7 @@ that puts the customer's rows back exactly, refused while later transforms stand
 rows, itself revertible; history pruned past its retention and purged with the customer."""
 
 import json
+from datetime import datetime
 
 import pytest
 from sqlalchemy import text
@@ -180,6 +181,7 @@ def test_a_row_shows_its_versions_newest_first_with_transform_import_and_user(
     shown = answer.json["versions"]
     assert [v["values"]["unit_price"] for v in shown] == ["9.99", "10.49", "9.99"]
     assert shown[0]["transform"]["id"] == first.id
+    assert datetime.fromisoformat(shown[0]["loaded_at"]).tzinfo is not None, "ISO 8601"
     assert shown[0]["transform"]["creator"]["email"] == operator.email
     assert shown[0]["replaced_by"] is None and shown[1]["replaced_by"] == reverted.id
     missing = client.get(f"/api/datasets/products/history?customer_id={customer.id}")

@@ -175,7 +175,8 @@ def row_history(name: str, query: HistoryQuery):
     found = history.versions(db.connection_for("data"), dataset, query.customer_id, key)
     if not found:
         raise NotFound(f"customer {query.customer_id} has no {dataset.name} row with that key")
-    return jsonify(key=key, versions=history.attributed(db, current_backoffice().references, found))
+    found = history.attributed(db, current_backoffice().references, found)
+    return jsonify(key=key, versions=[history.shown(v) for v in found])
 
 
 @bp.get("/api/transforms/<int:transform_id>/rejects.csv")
