@@ -108,12 +108,23 @@ def test_preview_transform_revert_and_a_rows_history(visit, factory, worker, tmp
     assert v.page.get_by_role("link", name="Revert").count() == 0
 
     # The first transform cannot be reverted while... nothing stands on it now: it can.
-    v.page.goto(f"/datasets/products?customer={_customer_of(v)}")
+    customer_id = _customer_of(v)
+    v.page.goto(f"/datasets/products?customer={customer_id}")
     assert [r[0] for r in cells(v.page.locator("#dataset-rows"))] == ["P1", "P2"]
     assert cells(v.page.locator("#dataset-rows"))[0][7] == "9.99"
     assert first < second
     assert v.console_errors == []
     assert v.foreign_requests() == []
+
+    # At 400 px the key stays in view and the versions scroll sideways in their box.
+    narrow = visit(width=400)
+    narrow.sign_in(operator.email)
+    narrow.page.goto(f"/datasets/products?customer={customer_id}")
+    assert narrow.page.get_by_role("link", name="P1", exact=True).is_visible()
+    narrow.page.screenshot(path=shots / "dataset-rows-400.png", full_page=True)
+    narrow.page.get_by_role("link", name="P1", exact=True).click()
+    assert narrow.page.locator("#versions").is_visible()
+    narrow.page.screenshot(path=shots / "row-history-400.png", full_page=True)
 
 
 def _customer_of(v) -> str:
