@@ -160,8 +160,7 @@ LATER = (
 def _changed_since_transform(d: Dataset) -> sql.Composable:
     """`bad`: the keys of the rows X (a transform) wrote that no longer carry its stamp. X
     touched its history's rows, and rows whose version stamped X a later history holds."""
-    table = sql.Identifier("reference", d.name)
-    history = sql.Identifier("reference", f"{d.name}_history")
+    table, history = _tables(d)
     return sql.SQL(
         "touched AS (SELECT h.* FROM {history} h WHERE h.transform_id = %(x)s "
         "UNION ALL SELECT h.* FROM {history} h WHERE h.transform_id IN (SELECT id FROM later) "
@@ -175,8 +174,7 @@ def _changed_since_transform(d: Dataset) -> sql.Composable:
 def _changed_since_revert(d: Dataset) -> sql.Composable:
     """`bad`: the keys of the rows X (the revert of T) touched that are no longer as X left
     them: as T found them (T's history: the version T replaced, with its stamp), or absent."""
-    table = sql.Identifier("reference", d.name)
-    history = sql.Identifier("reference", f"{d.name}_history")
+    table, history = _tables(d)
     return sql.SQL(
         "bad AS (SELECT DISTINCT {keys}, t.source_transform_id AS stamp FROM {history} x "
         "LEFT JOIN {history} b ON b.transform_id = %(t)s AND {same_b} "
@@ -198,7 +196,7 @@ def _changed_since_revert(d: Dataset) -> sql.Composable:
 def _latest_writers(d: Dataset, bad: sql.Composable) -> sql.Composable:
     """Per key of `bad`, the transform published after X that touched it last: one whose
     history holds the key, or whose stamp the row carries now (it inserted or wrote it)."""
-    history = sql.Identifier("reference", f"{d.name}_history")
+    _table, history = _tables(d)
     key = sql.SQL(", ").join(sql.Identifier("b", k) for k in d.key)
     return sql.SQL(
         "WITH {later}, {bad}, who AS ("
@@ -216,6 +214,11 @@ def _latest_writers(d: Dataset, bad: sql.Composable) -> sql.Composable:
         same=same_key(d, "h", "b"),
         plain=key,
     )
+
+
+def _tables(d: Dataset) -> tuple[sql.Composable, sql.Composable]:
+    """The dataset's table and its history table."""
+    return sql.Identifier("reference", d.name), sql.Identifier("reference", f"{d.name}_history")
 
 
 def _keys(d: Dataset, alias: str) -> sql.Composable:
@@ -317,8 +320,7 @@ def restore(conn: Connection, d: Dataset, target: Any, revert_id: int) -> dict[s
     """Put back what `target` replaced, in one transaction that the triggers record under the
     revert; the counts of rows restored, deleted and put back."""
     cursor = conn.connection.dbapi_connection.cursor()
-    table = sql.Identifier("reference", d.name)
-    history = sql.Identifier("reference", f"{d.name}_history")
+    table, history = _tables(d)
     columns = row_columns(d)
     written = [c for c in columns if c != "customer_id" and c not in d.key]
     params = {"x": target.id, "c": target.customer_id, "r": revert_id}
